@@ -1,0 +1,396 @@
+"""Validation of demand history and inventory state, and construction of the Panel.
+
+Every rule either raises :class:`DataError` naming the column, the rule and the number of
+rows that break it, or applies a documented repair whose count is logged and kept in
+``Panel.report``. Nothing is dropped or invented silently.
+
+Repairs (all logged):
+- gaps in a series' dates are filled with zero demand;
+- negative demand is clipped to zero when ``negative="clip"``;
+- missing demand (null/NaN) is set to zero when ``missing_demand="zero"``;
+- duplicate (sku, location, date) rows are summed when ``duplicates="sum"`` (covariates: first row);
+- missing covariate values are filled forward within the series, then backward, then with 0
+  for a series where the covariate is entirely missing.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .contract import ColumnMap, DataError, INVENTORY_COLUMNS, InventoryDefaults
+from .panel import FREQ_STEP_DAYS, Panel
+
+__all__ = ["build_panel", "validate_inventory", "infer_freq", "to_dates", "to_numeric"]
+
+log = logging.getLogger("replenish")
+
+
+def to_dates(arr: pa.ChunkedArray | pa.Array, column: str) -> np.ndarray:
+    """Parse a date column to datetime64[D]; raise naming the unparseable rows."""
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    n_null_in = arr.null_count
+    t = arr.type
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        out = arr.cast(pa.date32()) if not pa.types.is_date32(t) else arr
+    elif pa.types.is_string(t) or pa.types.is_large_string(t):
+        import pandas as pd
+        parsed = pd.to_datetime(pd.Series(arr.to_numpy(zero_copy_only=False)), errors="coerce")
+        out = pa.array(parsed.values.astype("datetime64[D]"),
+                       mask=parsed.isna().to_numpy()).cast(pa.date32())
+    else:
+        raise DataError(f"column '{column}': rule 'must be a date or an ISO date string' broken by "
+                        f"all {len(arr)} rows (type {t})")
+    bad = out.null_count
+    if bad:
+        extra = f" ({bad - n_null_in} unparseable, {n_null_in} missing)" if n_null_in else ""
+        raise DataError(f"column '{column}': rule 'must be a valid date' broken by {bad} rows{extra}")
+    return out.to_numpy(zero_copy_only=False).astype("datetime64[D]")
+
+
+def to_numeric(arr: pa.ChunkedArray | pa.Array, column: str) -> np.ndarray:
+    """Cast a column to float64 (nulls become NaN); raise naming the non-numeric rows."""
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    t = arr.type
+    if pa.types.is_boolean(t):
+        arr = arr.cast(pa.int8())
+        t = arr.type
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return arr.cast(pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        import pandas as pd
+        raw = pd.Series(arr.to_numpy(zero_copy_only=False))
+        num = pd.to_numeric(raw, errors="coerce")
+        bad = int((num.isna() & raw.notna()).sum())
+        if bad:
+            raise DataError(f"column '{column}': rule 'must be numeric' broken by {bad} rows")
+        return num.to_numpy(np.float64)
+    raise DataError(f"column '{column}': rule 'must be numeric' broken by all {len(arr)} rows "
+                    f"(type {t})")
+
+
+def infer_freq(series_id: np.ndarray, dates: np.ndarray) -> str:
+    """'D' or 'W' from the smallest step between consecutive dates of the same series."""
+    same = series_id[1:] == series_id[:-1]
+    diffs = (dates[1:] - dates[:-1]).astype(np.int64)[same]
+    diffs = diffs[diffs > 0]
+    if len(diffs) == 0:
+        return "D"
+    step = int(diffs.min())
+    if step == 1:
+        return "D"
+    if step % 7 == 0:
+        return "W"
+    raise DataError(f"column 'date': rule 'daily or weekly periods' broken: the smallest step "
+                    f"between dates is {step} days; declare the frequency with --freq")
+
+
+def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str | None = None,
+                negative: str = "error", missing_demand: str = "error", duplicates: str = "error",
+                min_history: int = 1, future: pa.Table | None = None,
+                horizon: int | None = None) -> Panel:
+    """Validate a long demand table and build the :class:`Panel`.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        One row per SKU, location and period; columns named by ``columns``.
+    columns : ColumnMap
+        Which column plays which role.
+    freq : {"D", "W"} or None
+        Period length; inferred from the dates when None.
+    negative : {"error", "clip"}
+        Negative demand (units): raise, or clip to zero and log the count.
+    missing_demand : {"error", "zero"}
+        Null/NaN demand: raise, or set to zero and log the count.
+    duplicates : {"error", "sum"}
+        Duplicate (sku, location, date) rows: raise, or sum their demand and log the count.
+    min_history : int
+        Minimum number of periods (after filling gaps) a series must have.
+    future : pyarrow.Table, optional
+        Known covariates after the history: key columns, date, and the known columns.
+    horizon : int, optional
+        Number of future periods to take from ``future`` (default: as many as it covers).
+    """
+    columns.check_distinct()
+    for name, opts, v in (("negative", ("error", "clip"), negative),
+                          ("missing_demand", ("error", "zero"), missing_demand),
+                          ("duplicates", ("error", "sum"), duplicates)):
+        if v not in opts:
+            raise ValueError(f"{name} must be one of {opts}, got {v!r}")
+    missing = [c for c in columns.all_columns() if c not in table.column_names]
+    if missing:
+        raise DataError(f"history: required column(s) {missing} missing; the table has "
+                        f"{table.column_names}. Map your names with --sku-col/--location-col/"
+                        f"--date-col/--demand-col/--known-cols/--observed-cols/--static-cols")
+    if table.num_rows == 0:
+        raise DataError("history: rule 'at least one row' broken: the table is empty")
+    report: dict[str, Any] = {"input_rows": table.num_rows}
+
+    for key in columns.keys:
+        nulls = table.column(key).null_count
+        if nulls:
+            raise DataError(f"column '{key}': rule 'key must not be missing' broken by {nulls} rows")
+    table = table.select(list(columns.all_columns()))
+    dates = to_dates(table.column(columns.date), columns.date)
+    table = table.set_column(table.column_names.index(columns.date), columns.date, pa.array(dates))
+    order = pc.sort_indices(table, sort_keys=[(columns.sku, "ascending"),
+                                              (columns.location, "ascending"),
+                                              (columns.date, "ascending")])
+    table = table.take(order)
+    dates = dates[order.to_numpy()]
+    sku = table.column(columns.sku).to_numpy()
+    loc = table.column(columns.location).to_numpy()
+    n = table.num_rows
+    new_series = np.ones(n, dtype=bool)
+    new_series[1:] = (sku[1:] != sku[:-1]) | (loc[1:] != loc[:-1])
+    sid = np.cumsum(new_series) - 1
+
+    demand = to_numeric(table.column(columns.demand), columns.demand)
+    bad = ~np.isfinite(demand)
+    if bad.any():
+        if missing_demand == "error" or np.isinf(demand).any():
+            raise DataError(f"column '{columns.demand}': rule 'demand must be a finite number' "
+                            f"broken by {int(bad.sum())} rows (use --missing-demand zero to treat "
+                            f"missing as zero demand)")
+        demand[bad] = 0.0
+        report["missing_demand_zeroed"] = int(bad.sum())
+        log.warning("%d rows with missing demand set to zero", int(bad.sum()))
+    neg = demand < 0
+    if neg.any():
+        if negative == "error":
+            raise DataError(f"column '{columns.demand}': rule 'demand must not be negative' broken "
+                            f"by {int(neg.sum())} rows (use --negative clip to clip them to zero)")
+        demand[neg] = 0.0
+        report["negative_clipped"] = int(neg.sum())
+        log.warning("%d rows with negative demand clipped to zero", int(neg.sum()))
+
+    cov_names = columns.known + columns.observed
+    cov = np.column_stack([to_numeric(table.column(c), c) for c in cov_names]) if cov_names \
+        else np.zeros((n, 0))
+
+    dup = np.zeros(n, dtype=bool)
+    dup[1:] = (~new_series[1:]) & (dates[1:] == dates[:-1])
+    if dup.any():
+        n_dup = int(dup.sum())
+        if duplicates == "error":
+            raise DataError(f"columns ({columns.sku}, {columns.location}, {columns.date}): rule "
+                            f"'one row per series and date' broken by {n_dup} duplicate rows "
+                            f"(use --duplicates sum to add them up)")
+        firsts = np.flatnonzero(~dup)
+        demand = np.add.reduceat(demand, firsts)
+        sid, dates, cov = sid[firsts], dates[firsts], cov[firsts]
+        sku, loc, new_series = sku[firsts], loc[firsts], new_series[firsts]
+        keep_idx = firsts
+        report["duplicates_summed"] = n_dup
+        log.warning("%d duplicate rows summed into their first row", n_dup)
+    else:
+        keep_idx = None
+
+    firsts = np.flatnonzero(new_series)
+    n_series = len(firsts)
+    freq = freq or infer_freq(sid, dates)
+    if freq not in FREQ_STEP_DAYS:
+        raise ValueError(f"freq must be one of {sorted(FREQ_STEP_DAYS)}, got {freq!r}")
+    step = FREQ_STEP_DAYS[freq]
+    start = dates[firsts]
+    offset_days = (dates - start[sid]).astype(np.int64)
+    off_grid = offset_days % step != 0
+    if off_grid.any():
+        raise DataError(f"column '{columns.date}': rule 'weekly dates fall on the same weekday "
+                        f"within a series' broken by {int(off_grid.sum())} rows")
+    pos = offset_days // step
+    lengths = np.zeros(n_series, dtype=np.int64)
+    np.maximum.at(lengths, sid, pos + 1)
+    short = lengths < min_history
+    if short.any():
+        raise DataError(f"column '{columns.date}': rule 'at least {min_history} periods of history "
+                        f"per series' broken by {int(short.sum())} series (lower --min-history)")
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    rows = indptr[sid] + pos
+    n_rows = int(indptr[-1])
+    gaps = n_rows - len(rows)
+    if gaps:
+        report["gaps_filled"] = gaps
+        log.info("%d missing periods filled with zero demand", gaps)
+    flat_demand = np.zeros(n_rows, dtype=np.float32)
+    flat_demand[rows] = demand
+    flat_cov = np.full((n_rows, len(cov_names)), np.nan, dtype=np.float32)
+    flat_cov[rows] = cov
+    filled = _fill_covariates(flat_cov, indptr, cov_names)
+    if filled:
+        report["covariates_filled"] = filled
+        log.info("missing covariate values filled (forward, backward, else 0): %s", filled)
+
+    static: dict[str, np.ndarray] = {}
+    for c in columns.static:
+        col = table.column(c)
+        if keep_idx is not None:
+            col = col.take(pa.array(keep_idx))
+        if col.null_count:
+            raise DataError(f"column '{c}': rule 'static attribute must not be missing' broken by "
+                            f"{col.null_count} rows")
+        vals = col.to_numpy(zero_copy_only=False)
+        varies = np.zeros(n_series, dtype=bool)
+        change = ~new_series[1:] & (vals[1:] != vals[:-1])
+        np.logical_or.at(varies, sid[1:][change], True)
+        if varies.any():
+            raise DataError(f"column '{c}': rule 'static attribute is constant within a series' "
+                            f"broken by {int(varies.sum())} series")
+        static[c] = vals[firsts]
+
+    nk = len(columns.known)
+    panel = Panel(sku=sku[firsts], location=loc[firsts], start=start, indptr=indptr,
+                  demand=flat_demand, freq=freq, known=flat_cov[:, :nk],
+                  known_names=tuple(columns.known), observed=flat_cov[:, nk:],
+                  observed_names=tuple(columns.observed), static=static, report=report)
+    report.update(series=n_series, rows=n_rows, freq=freq)
+    if future is not None:
+        panel.future_known = _future_known(panel, future, columns, horizon)
+    return panel
+
+
+def _fill_covariates(cov: np.ndarray, indptr: np.ndarray, names: tuple[str, ...]) -> dict[str, int]:
+    """Fill NaNs in place: forward within the series, then backward, then 0. Returns counts."""
+    counts: dict[str, int] = {}
+    if cov.shape[1] == 0:
+        return counts
+    n = cov.shape[0]
+    lengths = np.diff(indptr)
+    seg_start = np.repeat(indptr[:-1], lengths)
+    seg_end = np.repeat(indptr[1:] - 1, lengths)
+    ar = np.arange(n)
+    for j, name in enumerate(names):
+        col = cov[:, j]
+        miss = np.isnan(col)
+        if not miss.any():
+            continue
+        counts[name] = int(miss.sum())
+        last = np.maximum.accumulate(np.where(miss, -1, ar))
+        ok = last >= seg_start
+        nxt = np.minimum.accumulate(np.where(miss, n, ar)[::-1])[::-1]
+        ok_b = nxt <= seg_end
+        src = np.where(ok, last, np.where(ok_b, nxt, -1))
+        filled = np.where(src >= 0, col[np.clip(src, 0, None)], 0.0)
+        cov[:, j] = np.where(miss, filled, col)
+    return counts
+
+
+def _future_known(panel: Panel, future: pa.Table, columns: ColumnMap,
+                  horizon: int | None) -> np.ndarray:
+    """Known covariates for the periods after each series' end, shape (n_series, H, k)."""
+    need = list(columns.keys) + [columns.date] + list(columns.known)
+    missing = [c for c in need if c not in future.column_names]
+    if missing:
+        raise DataError(f"future: required column(s) {missing} missing; it has {future.column_names}")
+    fdates = to_dates(future.column(columns.date), columns.date)
+    key_index = {k: i for i, k in enumerate(zip(panel.sku.tolist(), panel.location.tolist()))}
+    fs = future.column(columns.sku).to_pylist()
+    fl = future.column(columns.location).to_pylist()
+    sid = np.fromiter((key_index.get(k, -1) for k in zip(fs, fl)), dtype=np.int64, count=len(fs))
+    unknown = sid < 0
+    if unknown.any():
+        log.warning("future: %d rows for SKU-locations not in the history ignored", int(unknown.sum()))
+    step = FREQ_STEP_DAYS[panel.freq]
+    off = (fdates - panel.end[np.clip(sid, 0, None)]).astype(np.int64)
+    pos = off // step - 1
+    valid = ~unknown & (off > 0) & (off % step == 0)
+    h = int(horizon or (pos[valid].max() + 1 if valid.any() else 0))
+    valid &= pos < h
+    if (~unknown & ~valid).any():
+        log.info("future: %d rows outside the forecast horizon ignored", int((~unknown & ~valid).sum()))
+    k = len(columns.known)
+    out = np.full((panel.n_series, h, k), np.nan, dtype=np.float32)
+    if k:
+        vals = np.column_stack([to_numeric(future.column(c), c) for c in columns.known])
+        out[sid[valid], pos[valid]] = vals[valid]
+        miss = np.isnan(out)
+        if miss.any():
+            # Missing future values: carry the series' last known value forward.
+            last = panel.known[panel.indptr[1:] - 1]
+            out = np.where(miss, last[:, None, :], out)
+            panel.report["future_known_filled"] = int(miss.sum())
+            log.warning("future: %d missing known-covariate values filled with the series' last "
+                        "known value", int(miss.sum()))
+    return out
+
+
+def validate_inventory(inventory: pa.Table, panel: Panel, columns: ColumnMap = ColumnMap(),
+                       defaults: InventoryDefaults = InventoryDefaults(),
+                       unmatched: str = "error") -> dict[str, np.ndarray]:
+    """Align the inventory state to the panel's series and check its values.
+
+    Returns a dict of float64 arrays of shape (n_series,), one per column of
+    ``INVENTORY_COLUMNS`` (defaults filled in). Raises :class:`DataError` for missing
+    required columns, duplicate keys, inventory rows for unknown SKU-locations and
+    SKU-locations without an inventory row (``unmatched="error"``; ``"drop"`` ignores
+    extra inventory rows with a logged count), and impossible values.
+    """
+    sc, lc = columns.sku, columns.location
+    if sc not in inventory.column_names and "sku" in inventory.column_names:
+        sc = "sku"
+    if lc not in inventory.column_names and "location" in inventory.column_names:
+        lc = "location"
+    required = [sc, lc] + [k for k, (d, _) in INVENTORY_COLUMNS.items() if d is None]
+    missing = [c for c in required if c not in inventory.column_names]
+    if missing:
+        raise DataError(f"inventory: required column(s) {missing} missing; it has "
+                        f"{inventory.column_names}")
+    isku = inventory.column(sc).to_pylist()
+    iloc = inventory.column(lc).to_pylist()
+    key_index = {k: i for i, k in enumerate(zip(panel.sku.tolist(), panel.location.tolist()))}
+    pos = np.fromiter((key_index.get(k, -1) for k in zip(isku, iloc)), dtype=np.int64,
+                      count=len(isku))
+    unknown = int((pos < 0).sum())
+    if unknown and unmatched == "error":
+        raise DataError(f"inventory: rule 'every row is a SKU-location of the history' broken by "
+                        f"{unknown} rows")
+    if unknown:
+        log.warning("inventory: %d rows for SKU-locations not in the history ignored", unknown)
+    valid = pos >= 0
+    counts = np.bincount(pos[valid], minlength=panel.n_series)
+    if (counts > 1).any():
+        raise DataError(f"inventory: rule 'one row per SKU-location' broken by "
+                        f"{int((counts > 1).sum())} SKU-locations")
+    if (counts == 0).any():
+        raise DataError(f"inventory: rule 'every SKU-location of the history has an inventory row' "
+                        f"broken by {int((counts == 0).sum())} SKU-locations")
+    out: dict[str, np.ndarray] = {}
+    for name in INVENTORY_COLUMNS:
+        if name in inventory.column_names:
+            v = to_numeric(inventory.column(name), name)[valid]
+            nulls = np.isnan(v)
+            if nulls.any() and name in defaults.values:
+                v[nulls] = defaults.values[name]
+            elif nulls.any():
+                raise DataError(f"inventory column '{name}': rule 'must not be missing' broken by "
+                                f"{int(nulls.sum())} rows")
+            arr = np.empty(panel.n_series)
+            arr[pos[valid]] = v
+        else:
+            arr = np.full(panel.n_series, defaults.values[name], dtype=np.float64)
+        out[name] = arr
+    rules = [
+        ("on_hand", lambda a: ~np.isfinite(a), "must be a finite number"),
+        ("on_order", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0"),
+        ("backorders", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0"),
+        ("lead_time_days", lambda a: ~np.isfinite(a) | (a < 0), "lead time must be >= 0 days"),
+        ("lead_time_std_days", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0 days"),
+        ("review_period_days", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0 days"),
+        ("unit_cost", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0"),
+        ("holding_cost_rate", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0"),
+        ("service_level", lambda a: ~((a > 0) & (a < 1)), "service level must be in (0, 1)"),
+        ("stockout_cost", lambda a: a < 0, "must be >= 0 (or missing)"),
+        ("order_cost", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0"),
+        ("moq", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0"),
+        ("case_pack", lambda a: ~np.isfinite(a) | (a <= 0), "must be > 0"),
+        ("max_order", lambda a: np.isnan(a) | (a < 0), "must be >= 0"),
+    ]
+    for name, broken, rule in rules:
+        nb = int(broken(out[name]).sum())
+        if nb:
+            raise DataError(f"inventory column '{name}': rule '{rule}' broken by {nb} rows")
+    return out

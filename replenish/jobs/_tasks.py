@@ -1,0 +1,215 @@
+"""Work done on one shard, in one worker process. No Dask here: ``plan.py`` maps these.
+
+Each function reads its shard from the staging area, runs the engine and the kernels, and
+writes its outputs atomically. The model is loaded once per worker process and cached.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..engine.contract import ColumnMap, DataError, InventoryDefaults
+from ..engine.io import write_parquet_atomic
+from ..engine.panel import FREQ_STEP_DAYS, Panel
+from ..engine.validate import build_panel, validate_inventory
+from ._sharding import file_checksum, read_shard
+
+__all__ = ["load_shard_panel", "train_task", "plan_shard_task", "quantile_column"]
+
+log = logging.getLogger("replenish")
+_MODEL_CACHE: dict[tuple[str, float], Any] = {}
+
+
+class ShardError(RuntimeError):
+    """A shard failed; the message starts with the shard number."""
+
+
+def quantile_column(level: float) -> str:
+    """Column name of a quantile level: 0.05 -> 'q0.05', 0.5 -> 'q0.5'."""
+    return f"q{float(level):g}"
+
+
+def load_shard_panel(stage: str, shard: int, spec: dict[str, Any]) -> Panel | None:
+    """Build and validate the Panel of one shard (None when the shard holds no series)."""
+    columns = ColumnMap(**spec["columns"])
+    hist = read_shard(stage, "history", shard)
+    if hist is None:
+        return None
+    fut = read_shard(stage, "future", shard) if spec.get("has_future") else None
+    panel = build_panel(hist, columns, freq=spec.get("freq"), negative=spec["negative"],
+                        missing_demand=spec["missing_demand"], duplicates=spec["duplicates"],
+                        min_history=spec["min_history"], future=fut,
+                        horizon=spec["forecast"].get("horizon", 28) if fut is not None else None)
+    if spec.get("has_future") and panel.future_known is None:
+        panel.future_known = np.zeros((panel.n_series, 0, len(columns.known)), np.float32)
+    return panel
+
+
+def _get_model(model_dir: str, device: str = "auto"):
+    from ..engine.forecast import TFTForecaster
+    key = (str(model_dir), os.path.getmtime(model_dir))
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE.clear()
+        _MODEL_CACHE[key] = TFTForecaster.load(model_dir, device=device)
+    return _MODEL_CACHE[key]
+
+
+def train_task(stage: str, shards: list[int], spec: dict[str, Any], model_dir: str,
+               max_series: int, init_from: str | None = None) -> dict[str, Any]:
+    """Train the global model on the series of ``shards`` (at most ``max_series``) and save it."""
+    import torch
+    from ..engine.forecast import ForecastConfig, TFTForecaster
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    t0 = time.perf_counter()
+    panels = []
+    n = 0
+    for s in shards:
+        try:
+            p = load_shard_panel(stage, s, spec)
+        except DataError as e:
+            raise ShardError(f"shard {s}: {e}") from e
+        if p is not None:
+            panels.append(p)
+            n += p.n_series
+        if n >= max_series:
+            break
+    if not panels:
+        raise DataError("history: no series to train on")
+    panel = _concat_panels(panels)
+    if panel.n_series > max_series:
+        rng = np.random.default_rng(spec.get("seed", 0))
+        panel = panel.take(np.sort(rng.choice(panel.n_series, max_series, replace=False)))
+    model = TFTForecaster(ForecastConfig(**spec["forecast"]))
+    model.fit(panel, init_from=init_from)
+    tmp = Path(model_dir).with_name(Path(model_dir).name + ".tmp")
+    model.save(tmp)
+    if Path(model_dir).exists():
+        import shutil
+        shutil.rmtree(model_dir)
+    os.replace(tmp, model_dir)
+    return {"series": panel.n_series, "rows": panel.n_rows, "seconds": time.perf_counter() - t0,
+            "history": getattr(model, "history", {})}
+
+
+def _concat_panels(panels: list[Panel]) -> Panel:
+    if len(panels) == 1:
+        return panels[0]
+    p0 = panels[0]
+    lengths = np.concatenate([p.lengths for p in panels])
+    fk = None
+    if all(p.future_known is not None for p in panels):
+        fk = np.concatenate([p.future_known for p in panels])
+    return Panel(
+        sku=np.concatenate([p.sku for p in panels]),
+        location=np.concatenate([p.location for p in panels]),
+        start=np.concatenate([p.start for p in panels]),
+        indptr=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        demand=np.concatenate([p.demand for p in panels]), freq=p0.freq,
+        known=np.concatenate([p.known for p in panels]), known_names=p0.known_names,
+        observed=np.concatenate([p.observed for p in panels]), observed_names=p0.observed_names,
+        static={k: np.concatenate([p.static[k] for p in panels]) for k in p0.static},
+        future_known=fk)
+
+
+def forecast_table(panel: Panel, levels: np.ndarray, q: np.ndarray) -> pa.Table:
+    """Long forecasts table: sku, location, date, one column per quantile (units per period)."""
+    n, h, _ = q.shape
+    cols: dict[str, Any] = {
+        "sku": np.repeat(panel.sku, h), "location": np.repeat(panel.location, h),
+        "date": panel.horizon_dates(h).reshape(-1),
+    }
+    for j, lvl in enumerate(levels):
+        cols[quantile_column(lvl)] = q[:, :, j].reshape(-1).astype(np.float32)
+    return pa.table(cols)
+
+
+def optimize(panel: Panel, levels: np.ndarray, q: np.ndarray, inv: dict[str, np.ndarray],
+             spec: dict[str, Any]) -> pa.Table:
+    """Inventory decisions for every series of the panel (see README, 'orders')."""
+    from ..kernels import plan_orders
+
+    step = FREQ_STEP_DAYS[panel.freq]
+    res = plan_orders(
+        levels, q, on_hand=inv["on_hand"], on_order=inv["on_order"], backorders=inv["backorders"],
+        lead_time=inv["lead_time_days"] / step, lead_time_std=inv["lead_time_std_days"] / step,
+        review_period=inv["review_period_days"] / step, service_level=inv["service_level"],
+        target=spec["target"], unit_cost=inv["unit_cost"],
+        holding_cost_rate=inv["holding_cost_rate"],
+        stockout_cost=np.where(np.isnan(inv["stockout_cost"]), 0.0, inv["stockout_cost"])
+        if spec["target"] != "cost" else inv["stockout_cost"],
+        order_cost=inv["order_cost"], moq=inv["moq"], case_pack=inv["case_pack"],
+        max_order=inv["max_order"], periods_per_year=365.0 / step, method=spec["method"],
+        n_samples=spec["n_samples"], seed=spec["seed"])
+    res = {k: np.asarray(v) for k, v in res.items()}
+    as_of = panel.end + np.timedelta64(step, "D")
+    wait = res["periods_until_order"]
+    has = np.isfinite(wait)
+    order_date = np.where(has, as_of + np.round(np.where(has, wait, 0) * step).astype("timedelta64[D]"),
+                          np.datetime64("NaT"))
+    position = inv["on_hand"] + inv["on_order"] - inv["backorders"]
+    cols = {
+        "sku": panel.sku, "location": panel.location, "as_of": as_of,
+        "on_hand": inv["on_hand"], "on_order": inv["on_order"], "backorders": inv["backorders"],
+        "inventory_position": position, "lead_time_days": inv["lead_time_days"],
+        "review_period_days": inv["review_period_days"], "service_level": inv["service_level"],
+        "lead_time_demand_mean": res["lead_time_demand_mean"],
+        "lead_time_demand_std": res["lead_time_demand_std"],
+        "safety_stock": res["safety_stock"], "reorder_point": res["reorder_point"],
+        "order_up_to": res["order_up_to"], "order_quantity": res["order_quantity"],
+        "order_date": order_date, "order_value": res["order_quantity"] * inv["unit_cost"],
+        "expected_fill_rate": res["expected_fill_rate"],
+        "expected_cycle_service_level": res["expected_cycle_service_level"],
+        "expected_holding_cost": res["expected_holding_cost"],
+        "expected_stockout_cost": res["expected_stockout_cost"],
+        "expected_ordering_cost": res["expected_ordering_cost"],
+    }
+    t = pa.table({k: (pa.array(v) if k in ("sku", "location") else
+                      pa.array(np.asarray(v, dtype="datetime64[D]")) if k in ("as_of", "order_date")
+                      else pa.array(np.asarray(v, dtype=np.float64)))
+                  for k, v in cols.items()})
+    return t
+
+
+def plan_shard_task(stage: str, shard: int, spec: dict[str, Any], model_dir: str, out: str,
+                    stages: tuple[str, ...] = ("forecast", "optimize")) -> dict[str, Any]:
+    """Forecast and/or optimize one shard; write its output files atomically; return its stats."""
+    t0 = time.perf_counter()
+    try:
+        panel = load_shard_panel(stage, shard, spec)
+        if panel is None:
+            inv_tab = read_shard(stage, "inventory", shard)
+            if inv_tab is not None and inv_tab.num_rows:
+                raise DataError(f"inventory: rule 'every row is a SKU-location of the history' "
+                                f"broken by {inv_tab.num_rows} rows")
+            return {"shard": shard, "series": 0, "files": {}, "seconds": 0.0}
+        files: dict[str, Any] = {}
+        model = _get_model(model_dir, spec.get("device", "auto"))
+        q = model.predict(panel)
+        levels = np.asarray(model.levels)
+        if "forecast" in stages:
+            ft = forecast_table(panel, levels, q)
+            path = Path(out) / "forecasts" / f"part-{shard:05d}.parquet"
+            write_parquet_atomic(ft, path)
+            files[f"forecasts/{path.name}"] = {"rows": ft.num_rows, "sha256": file_checksum(path)}
+        if "optimize" in stages:
+            inv_tab = read_shard(stage, "inventory", shard)
+            if inv_tab is None:
+                raise DataError(f"inventory: rule 'every SKU-location of the history has an "
+                                f"inventory row' broken by {panel.n_series} SKU-locations")
+            inv = validate_inventory(inv_tab, panel, ColumnMap(**spec["columns"]),
+                                     InventoryDefaults().with_overrides(spec["inventory_defaults"]))
+            ot = optimize(panel, levels, q, inv, spec)
+            path = Path(out) / "orders" / f"part-{shard:05d}.parquet"
+            write_parquet_atomic(ot, path)
+            files[f"orders/{path.name}"] = {"rows": ot.num_rows, "sha256": file_checksum(path)}
+    except Exception as e:
+        raise ShardError(f"shard {shard}: {type(e).__name__}: {e}") from e
+    return {"shard": shard, "series": panel.n_series, "files": files,
+            "report": panel.report, "seconds": time.perf_counter() - t0}

@@ -1,0 +1,137 @@
+"""The ``replenish`` command line: plan, train, forecast, synth, demo.
+
+Every job option can also come from a TOML file (``--config``, see
+:mod:`replenish.jobs.config`); flags given on the command line win.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["main"]
+
+
+def _job_parser(sub, name: str, help: str, inventory: bool = True) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=help)
+    g = p.add_argument_group("inputs and outputs")
+    g.add_argument("--history", help="demand history: Parquet/CSV file, folder, hive dataset or URL")
+    if inventory:
+        g.add_argument("--inventory", help="inventory state per SKU-location (Parquet/CSV)")
+    g.add_argument("--future", help="known covariates for the forecast horizon (same keys, later dates)")
+    g.add_argument("--out", help="output folder")
+    g.add_argument("--config", help="TOML config file (flags override it)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace another job's results in --out instead of refusing")
+    c = p.add_argument_group("column mapping (defaults: sku, location, date, demand)")
+    for role in ("sku", "location", "date", "demand"):
+        c.add_argument(f"--{role}-col", dest=f"{role}_col", help=f"name of the {role} column")
+    c.add_argument("--known-cols", dest="known_cols",
+                   help="comma-separated covariates known in advance (price, promo, holiday...)")
+    c.add_argument("--observed-cols", dest="observed_cols", help="comma-separated observed-only covariates")
+    c.add_argument("--static-cols", dest="static_cols", help="comma-separated static attributes")
+    d = p.add_argument_group("data rules")
+    d.add_argument("--freq", choices=["D", "W"], help="period: daily or weekly (default: inferred)")
+    d.add_argument("--negative", choices=["error", "clip"], help="negative demand: fail or clip to 0")
+    d.add_argument("--missing-demand", dest="missing_demand", choices=["error", "zero"],
+                   help="missing demand values: fail or treat as 0")
+    d.add_argument("--duplicates", choices=["error", "sum"], help="duplicate rows: fail or sum them")
+    d.add_argument("--min-history", dest="min_history", type=int, help="minimum periods per series")
+    m = p.add_argument_group("model")
+    m.add_argument("--horizon", type=int, help="forecast horizon, periods (default 28)")
+    m.add_argument("--model", help="use this saved model instead of training one")
+    m.add_argument("--init-from", dest="init_from", help="fine-tune starting from this saved model")
+    m.add_argument("--train-series", dest="train_series", type=int,
+                   help="train on at most this many series (default 20000)")
+    if inventory:
+        o = p.add_argument_group("policy")
+        o.add_argument("--target", choices=["csl", "fill_rate", "cost"],
+                       help="service target: cycle service level, fill rate, or stockout cost")
+        o.add_argument("--method", choices=["sample", "normal"],
+                       help="lead-time demand: Monte Carlo from the quantiles, or normal approximation")
+        o.add_argument("--n-samples", dest="n_samples", type=int, help="Monte Carlo samples per item")
+    p.add_argument("--seed", type=int)
+    k = p.add_argument_group("cluster")
+    k.add_argument("--scheduler", help="address of an existing Dask scheduler (default: embedded cluster)")
+    k.add_argument("--n-workers", dest="n_workers", type=int, help="workers of the embedded cluster")
+    k.add_argument("--shards", type=int, help="number of hash shards (default from the data size)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="replenish", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    _job_parser(sub, "plan", "train, forecast and compute order recommendations")
+    _job_parser(sub, "train", "train the global forecasting model (writes OUT/model)", inventory=False)
+    _job_parser(sub, "forecast", "forecast quantiles with a saved model (writes OUT/forecasts)",
+                inventory=False)
+    s = sub.add_parser("synth", help="write a synthetic data set (history/ and inventory.parquet)")
+    s.add_argument("--series", type=int, required=True)
+    s.add_argument("--days", type=int, default=730, help="periods per series")
+    s.add_argument("--freq", choices=["D", "W"], default="D")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True)
+    dm = sub.add_parser("demo", help="plan on the bundled bakery data with a local Dask cluster")
+    dm.add_argument("--out", default="demo_output")
+    dm.add_argument("--n-workers", dest="n_workers", type=int, default=2)
+    return ap
+
+
+_NOT_FLAGS = {"command", "config", "overwrite", "verbose"}
+
+
+def _config_from_args(args: argparse.Namespace):
+    from .config import PlanConfig, load_toml
+    flags: dict[str, Any] = {k: v for k, v in vars(args).items() if k not in _NOT_FLAGS}
+    return PlanConfig.build(load_toml(args.config), **flags)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+                        format="[replenish] %(levelname)s %(message)s")
+    from ..engine.contract import DataError
+    from .plan import JobError
+    try:
+        if args.command == "synth":
+            from ..engine.synth import write_synth
+            info = write_synth(args.out, args.series, args.days, seed=args.seed, freq=args.freq)
+            print(json.dumps(info, default=str))
+            return 0
+        if args.command == "demo":
+            from .demo import run_demo
+            run_demo(args.out, n_workers=args.n_workers)
+            return 0
+        cfg = _config_from_args(args)
+        from .plan import run_plan
+        stages = {"plan": ("train", "forecast", "optimize"), "train": ("train",),
+                  "forecast": ("forecast",)}[args.command]
+        summary = run_plan(cfg, stages=stages, overwrite=args.overwrite)
+        print_summary(summary)
+        return 0
+    except (DataError, JobError, FileNotFoundError, ValueError) as e:
+        print(f"replenish {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    out = Path(summary["out"])
+    print(f"done in {summary['seconds']:.0f} s: {summary['series']} SKU-locations, "
+          f"{summary['shards']} shards")
+    for name in ("forecasts", "orders", "model"):
+        if (out / name).exists():
+            print(f"  {name:10s} {out / name}")
+    if "orders_today" in summary:
+        print(f"  orders to place today: {summary['orders_today']} "
+              f"({summary['units_to_order']:.0f} units, value {summary['order_value']:.2f})")
+    if summary.get("repairs"):
+        print(f"  data repairs: {summary['repairs']}")
+    print(f"  manifest   {out / 'manifest.json'}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

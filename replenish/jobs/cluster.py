@@ -1,0 +1,64 @@
+"""The Dask cluster a job runs on: an embedded LocalCluster, or an existing one.
+
+With dask-cuda installed and GPUs visible, the embedded cluster is a LocalCUDACluster with one
+worker per GPU. Otherwise a LocalCluster of single-threaded worker processes (distributed
+sets OMP/MKL threads to 1 in each worker, so workers do not oversubscribe the cores).
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from contextlib import contextmanager
+from typing import Iterator
+
+__all__ = ["connect", "default_n_workers"]
+
+log = logging.getLogger("replenish")
+
+
+def default_n_workers() -> int:
+    """One worker per core, at most 8 (each worker holds a model and one shard's panel)."""
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _n_gpus() -> int:
+    if importlib.util.find_spec("dask_cuda") is None:
+        return 0
+    try:
+        from dask_cuda.utils import get_n_gpus
+        return int(get_n_gpus())
+    except Exception:  # no driver, no NVML: a CPU machine with the extra installed
+        return 0
+
+
+@contextmanager
+def connect(scheduler: str | None = None, n_workers: int | None = None,
+            memory_limit: str = "auto") -> Iterator["distributed.Client"]:
+    """Yield a ``distributed.Client``: to ``scheduler`` if given, else to an embedded cluster."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        client = Client(scheduler)
+        log.info("joined cluster %s (%d workers)", scheduler,
+                 len(client.scheduler_info().get("workers", {})))
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    if _n_gpus() > 0:
+        from dask_cuda import LocalCUDACluster
+        cluster = LocalCUDACluster(n_workers=n_workers, threads_per_worker=1,
+                                   dashboard_address=None)
+    else:
+        cluster = LocalCluster(n_workers=n_workers or default_n_workers(), threads_per_worker=1,
+                               processes=True, memory_limit=memory_limit,
+                               dashboard_address=None)
+    client = Client(cluster)
+    log.info("embedded cluster: %d workers", len(cluster.workers))
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()

@@ -1,0 +1,140 @@
+"""Job configuration: a TOML file, overridden by command-line flags.
+
+TOML layout (every key optional; CLI flags win)::
+
+    [data]
+    history = "sales/"            # Parquet/CSV file, folder or hive dataset, or URL
+    inventory = "inventory.parquet"
+    future = "future.parquet"      # known covariates for the horizon
+    freq = "D"                     # "D" or "W"; inferred when absent
+    negative = "error"             # or "clip"
+    missing_demand = "error"       # or "zero"
+    duplicates = "error"           # or "sum"
+    min_history = 1                # periods
+
+    [columns]
+    sku = "item_id"
+    location = "store_id"
+    date = "day"
+    demand = "units_sold"
+    known = ["price", "promo"]
+    observed = []
+    static = ["category"]
+
+    [forecast]                     # fields of replenish.engine.forecast.ForecastConfig
+    horizon = 28
+
+    [policy]
+    target = "csl"                 # "csl", "fill_rate" or "cost"
+    method = "sample"              # "sample" (Monte Carlo) or "normal"
+    n_samples = 1000
+    seed = 0
+
+    [inventory_defaults]           # values for optional inventory columns that are absent
+    review_period_days = 7
+
+    [cluster]
+    scheduler = "tcp://10.0.0.5:8786"   # join an existing cluster; embedded LocalCluster when absent
+    n_workers = 2
+    shards = 8                     # number of hash shards (default from the data size)
+    train_series = 20000           # at most this many series train the global model
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..engine.contract import ColumnMap, InventoryDefaults
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["PlanConfig", "load_toml"]
+
+_SECTIONS = ("data", "columns", "forecast", "policy", "inventory_defaults", "cluster")
+
+
+def load_toml(path: str | Path | None) -> dict[str, Any]:
+    """Read a TOML config; unknown sections are an error (they are usually typos)."""
+    if path is None:
+        return {}
+    with open(path, "rb") as f:
+        cfg = tomllib.load(f)
+    unknown = sorted(set(cfg) - set(_SECTIONS))
+    if unknown:
+        raise ValueError(f"config {path}: unknown section(s) {unknown}; known: {list(_SECTIONS)}")
+    return cfg
+
+
+@dataclass
+class PlanConfig:
+    """Everything a plan/train/forecast/optimize job needs. Paths may be URLs."""
+
+    history: Any = None
+    inventory: Any = None
+    future: Any = None
+    out: str | None = None
+    columns: ColumnMap = field(default_factory=ColumnMap)
+    freq: str | None = None
+    negative: str = "error"
+    missing_demand: str = "error"
+    duplicates: str = "error"
+    min_history: int = 1
+    forecast: dict[str, Any] = field(default_factory=dict)
+    target: str = "csl"
+    method: str = "sample"
+    n_samples: int = 1000
+    seed: int = 0
+    inventory_defaults: dict[str, float] = field(default_factory=dict)
+    scheduler: str | None = None
+    n_workers: int | None = None
+    shards: int | None = None
+    rows_per_shard: int = 5_000_000
+    train_series: int = 20_000
+    model: str | None = None
+    init_from: str | None = None
+
+    @classmethod
+    def build(cls, toml: dict[str, Any] | None = None, **flags: Any) -> "PlanConfig":
+        """Merge a parsed TOML dict and CLI flags (None means 'not given')."""
+        toml = toml or {}
+        kw: dict[str, Any] = {}
+        data = dict(toml.get("data", {}))
+        kw.update({k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        pol = toml.get("policy", {})
+        kw.update({k: v for k, v in pol.items() if k in ("target", "method", "n_samples", "seed")})
+        cl = toml.get("cluster", {})
+        kw.update({k: v for k, v in cl.items() if k in cls.__dataclass_fields__})
+        kw["forecast"] = dict(toml.get("forecast", {}))
+        kw["inventory_defaults"] = dict(toml.get("inventory_defaults", {}))
+        InventoryDefaults().with_overrides(kw["inventory_defaults"])  # validates the keys
+        columns = ColumnMap.from_mapping(toml.get("columns", {}))
+        col_flags = {k[:-4] if k.endswith("_col") else k[:-5]: flags.pop(k)
+                     for k in list(flags) if k.endswith(("_col", "_cols"))}
+        columns = columns.with_overrides(**col_flags)
+        for k, v in flags.items():
+            if v is None:
+                continue
+            if k in ("horizon",):
+                kw["forecast"][k] = v
+            elif k in cls.__dataclass_fields__:
+                kw[k] = v
+            else:
+                raise TypeError(f"unknown option {k}")
+        return cls(columns=columns, **kw)
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes the results (not where they go, nor the cluster)."""
+        d = asdict(self)
+        for k in ("out", "scheduler", "n_workers"):
+            d.pop(k, None)
+        for k in ("history", "inventory", "future"):
+            if d.get(k) is not None and not isinstance(d[k], (str, Path)):
+                d[k] = f"<{type(d[k]).__name__}>"
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,0 +1,275 @@
+"""The batch jobs: stage -> train -> forecast + optimize, mapped over hash shards with Dask.
+
+Output folder layout::
+
+    OUT/manifest.json          job status, config fingerprint, shards done (rows, checksums)
+    OUT/_SUCCESS               written last; absent while running or after a failure
+    OUT/model/                 the trained global model (reused on resume)
+    OUT/forecasts/part-NNNNN.parquet
+    OUT/orders/part-NNNNN.parquet
+    OUT/_work/                 staged input shards (removed after success)
+
+Each shard's files are written atomically and recorded in the manifest; rerunning the same
+job on the same folder skips the shards already done (resume).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ..engine.contract import DataError
+from ..engine.io import open_dataset
+from . import _sharding
+from ._tasks import plan_shard_task, train_task
+from .cluster import connect
+from .config import PlanConfig
+
+__all__ = ["run_plan", "JobError", "read_manifest"]
+
+log = logging.getLogger("replenish")
+
+
+class JobError(RuntimeError):
+    """A job failed; the message lists each failed shard and why."""
+
+
+def read_manifest(out: str | Path) -> dict[str, Any]:
+    p = Path(out) / "manifest.json"
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def _write_manifest(out: Path, m: dict[str, Any]) -> None:
+    tmp = out / ".manifest.json.tmp"
+    tmp.write_text(json.dumps(m, indent=1, default=str))
+    os.replace(tmp, out / "manifest.json")
+
+
+def _say(msg: str) -> None:
+    print(f"[replenish] {msg}", file=sys.stderr, flush=True)
+
+
+def _spec(cfg: PlanConfig, has_future: bool) -> dict[str, Any]:
+    """What the worker tasks need: plain data only (never the engine objects)."""
+    cols = asdict(cfg.columns)
+    if not has_future and cfg.columns.known:
+        # Without future values, known covariates can only describe the past.
+        cols["observed"] = tuple(cols["observed"]) + tuple(cols["known"])
+        cols["known"] = ()
+    return {"columns": cols, "freq": cfg.freq, "negative": cfg.negative,
+            "missing_demand": cfg.missing_demand, "duplicates": cfg.duplicates,
+            "min_history": cfg.min_history, "forecast": dict(cfg.forecast),
+            "has_future": has_future, "target": cfg.target, "method": cfg.method,
+            "n_samples": cfg.n_samples, "seed": cfg.seed,
+            "inventory_defaults": dict(cfg.inventory_defaults)}
+
+
+def _n_shards(cfg: PlanConfig, n_workers: int) -> int:
+    if cfg.shards:
+        return int(cfg.shards)
+    rows = cfg.history.num_rows if isinstance(cfg.history, pa.Table) else \
+        open_dataset(cfg.history).count_rows()
+    return max(2 * n_workers, math.ceil(rows / cfg.rows_per_shard))
+
+
+def _stage_all(client, cfg: PlanConfig, stage: Path, n_shards: int) -> None:
+    c = cfg.columns
+    jobs = [("history", cfg.history, list(c.all_columns()), c.keys)]
+    if cfg.inventory is not None:
+        inv_schema = cfg.inventory.schema.names if isinstance(cfg.inventory, pa.Table) else \
+            open_dataset(cfg.inventory).schema.names
+        keys = tuple(k if k in inv_schema else d for k, d in zip(c.keys, ("sku", "location")))
+        jobs.append(("inventory", cfg.inventory, inv_schema, keys))
+    if cfg.future is not None:
+        jobs.append(("future", cfg.future, list(c.keys) + [c.date] + list(c.known), c.keys))
+    futures = []
+    for name, source, columns, keys in jobs:
+        if isinstance(source, pa.Table):
+            _sharding.stage_table(source, columns, keys, n_shards, str(stage), name)
+            continue
+        files, fmt, base = _sharding.input_files(source)
+        if not files:
+            raise DataError(f"{name}: no input files found at {source}")
+        futures += [client.submit(_sharding.stage_file, str(source), f, fmt, base, columns, keys,
+                                  n_shards, str(stage), name, pure=False) for f in files]
+    client.gather(futures)
+
+
+def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast", "optimize"),
+             overwrite: bool = False, client=None) -> dict[str, Any]:
+    """Run the plan job (or some of its stages) and return its summary.
+
+    Parameters
+    ----------
+    cfg : PlanConfig
+        Inputs, column mapping, model and policy settings, cluster.
+    stages : tuple of {"train", "forecast", "optimize"}
+        Which stages to run. Without "train", ``cfg.model`` (or OUT/model) must hold a model.
+    overwrite : bool
+        Start afresh even if OUT holds another job's results.
+    client : distributed.Client, optional
+        Use this client instead of connecting per ``cfg.scheduler``.
+    """
+    if cfg.out is None:
+        raise ValueError("an output folder (--out) is required")
+    if cfg.history is None:
+        raise ValueError("a demand history (--history) is required")
+    if "optimize" in stages and cfg.inventory is None:
+        raise ValueError("optimizing needs an inventory state (--inventory)")
+    out = Path(cfg.out)
+    fp = cfg.fingerprint() + "-" + "+".join(stages)
+    manifest = read_manifest(out)
+    if manifest and manifest.get("fingerprint") != fp:
+        if not overwrite:
+            raise JobError(f"{out} holds the results of a different job (config fingerprint "
+                           f"{manifest.get('fingerprint')}); choose another --out or pass --overwrite")
+        manifest = {}
+    if not manifest:
+        for sub in ("forecasts", "orders", "_work", "_SUCCESS"):
+            p = out / sub
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "_SUCCESS").unlink(missing_ok=True)
+    t_start = time.perf_counter()
+    timings: dict[str, float] = dict(manifest.get("timings", {}))
+    with (_borrowed(client) if client is not None else connect(cfg.scheduler, cfg.n_workers)) as cl:
+        n_workers = max(1, len(cl.scheduler_info().get("workers", {})))
+        if not manifest:
+            n_shards = _n_shards(cfg, n_workers)
+            manifest = {"job": "plan", "stages": list(stages), "fingerprint": fp,
+                        "status": "running", "n_shards": n_shards, "shards": {},
+                        "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "config": asdict(cfg)}
+            for k in ("history", "inventory", "future"):
+                if isinstance(cfg.history if k == "history" else getattr(cfg, k), pa.Table):
+                    manifest["config"][k] = "<pyarrow.Table>"
+        manifest["status"] = "running"
+        n_shards = manifest["n_shards"]
+        _write_manifest(out, manifest)
+        stage = out / "_work"
+        spec = _spec(cfg, cfg.future is not None)
+        try:
+            if not manifest.get("staged"):
+                t0 = time.perf_counter()
+                shutil.rmtree(stage, ignore_errors=True)
+                _say(f"staging inputs into {n_shards} shards on {n_workers} workers")
+                _stage_all(cl, cfg, stage, n_shards)
+                manifest["staged"] = True
+                timings["stage_s"] = time.perf_counter() - t0
+                _write_manifest(out, manifest)
+            model_dir = str(Path(cfg.model)) if cfg.model else str(out / "model")
+            if "train" in stages and not manifest.get("model"):
+                t0 = time.perf_counter()
+                _say("training the global model")
+                info = cl.submit(train_task, str(stage), list(range(n_shards)), spec, model_dir,
+                                 cfg.train_series, cfg.init_from, pure=False).result()
+                manifest["model"] = {k: v for k, v in info.items() if k != "history"}
+                timings["train_s"] = time.perf_counter() - t0
+                _write_manifest(out, manifest)
+                _say(f"trained on {info['series']} series in {info['seconds']:.0f} s")
+            if not Path(model_dir).exists():
+                raise JobError(f"no model at {model_dir}: run the train stage or pass --model")
+            todo = [s for s in range(n_shards) if str(s) not in manifest["shards"]
+                    or not _shard_files_ok(out, manifest["shards"][str(s)])]
+            work = tuple(s for s in stages if s != "train")
+            if work:
+                t0 = time.perf_counter()
+                _say(f"{'+'.join(work)}: {len(todo)} shards to do, "
+                     f"{n_shards - len(todo)} already done")
+                _run_shards(cl, out, manifest, todo, stage, spec, model_dir, work)
+                timings["shards_s"] = timings.get("shards_s", 0.0) + time.perf_counter() - t0
+        except BaseException as e:
+            manifest["status"] = "failed"
+            manifest["error"] = str(e)
+            manifest["timings"] = timings
+            _write_manifest(out, manifest)
+            raise
+    manifest["status"] = "complete"
+    manifest["timings"] = timings
+    manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    summary = _summarize(out, manifest, time.perf_counter() - t_start)
+    manifest["summary"] = summary
+    _write_manifest(out, manifest)
+    shutil.rmtree(out / "_work", ignore_errors=True)
+    (out / "_SUCCESS").write_text("")
+    return summary
+
+
+class _borrowed:
+    def __init__(self, client):
+        self.client = client
+
+    def __enter__(self):
+        return self.client
+
+    def __exit__(self, *a):
+        return False
+
+
+def _shard_files_ok(out: Path, rec: dict[str, Any]) -> bool:
+    return all((out / f).exists() for f in rec.get("files", {}))
+
+
+def _run_shards(cl, out: Path, manifest: dict, todo: list[int], stage: Path, spec: dict,
+                model_dir: str, work: tuple[str, ...]) -> None:
+    from distributed import as_completed
+
+    futs = {cl.submit(plan_shard_task, str(stage), s, spec, model_dir, str(out), work,
+                      pure=False, retries=2, key=f"shard-{s:05d}-{os.urandom(4).hex()}"): s
+            for s in todo}
+    failed: list[str] = []
+    done = 0
+    for fut in as_completed(futs):
+        s = futs[fut]
+        if fut.status == "error":
+            exc = fut.exception()
+            msg = str(exc)
+            failed.append(msg if msg.startswith(f"shard {s}") else f"shard {s}: {msg}")
+            continue
+        res = fut.result()
+        manifest["shards"][str(s)] = {k: v for k, v in res.items() if k != "shard"}
+        _write_manifest(out, manifest)
+        done += 1
+        _say(f"shard {s} done ({res['series']} series, {res['seconds']:.1f} s) "
+             f"[{done}/{len(todo)}]")
+    if failed:
+        raise JobError(f"{len(failed)} of {len(todo)} shards failed:\n  " + "\n  ".join(sorted(failed)))
+
+
+def _summarize(out: Path, manifest: dict, seconds: float) -> dict[str, Any]:
+    series = sum(r.get("series", 0) for r in manifest["shards"].values())
+    s: dict[str, Any] = {"out": str(out), "series": series, "shards": manifest["n_shards"],
+                         "seconds": round(seconds, 1), "timings": manifest.get("timings", {})}
+    orders_dir = out / "orders"
+    if orders_dir.exists() and any(orders_dir.glob("*.parquet")):
+        import pyarrow.compute as pc
+        t = open_dataset(orders_dir).to_table(
+            columns=["order_quantity", "order_value", "safety_stock", "order_date", "as_of"])
+        qty = t.column("order_quantity")
+        s.update({
+            "orders_today": int(pc.sum(pc.greater(qty, 0)).as_py() or 0),
+            "units_to_order": float(pc.sum(qty).as_py() or 0.0),
+            "order_value": float(pc.sum(t.column("order_value")).as_py() or 0.0),
+            "safety_stock_units": float(pc.sum(t.column("safety_stock")).as_py() or 0.0),
+            "items_with_order_date_in_horizon": int(t.num_rows - t.column("order_date").null_count),
+        })
+    reports = [r.get("report", {}) for r in manifest["shards"].values()]
+    repairs: dict[str, int] = {}
+    for r in reports:
+        for k, v in r.items():
+            if k in ("gaps_filled", "negative_clipped", "missing_demand_zeroed", "duplicates_summed",
+                     "future_known_filled"):
+                repairs[k] = repairs.get(k, 0) + int(v)
+            elif k == "covariates_filled":
+                for c, n in v.items():
+                    repairs[f"filled:{c}"] = repairs.get(f"filled:{c}", 0) + int(n)
+    s["repairs"] = repairs
+    return s

@@ -1,0 +1,198 @@
+"""Each validation rule gets a bad input, and the error names column, rule and count."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from replenish.engine.contract import ColumnMap, DataError
+from replenish.engine.validate import build_panel, validate_inventory
+from tests.conftest import make_history
+
+COLS = ColumnMap(known=("price", "promo"), static=("category",))
+
+
+def _set(table: pa.Table, name: str, values) -> pa.Table:
+    return table.set_column(table.column_names.index(name), name, pa.array(values))
+
+
+def test_missing_required_column(history):
+    with pytest.raises(DataError, match=r"required column\(s\) \['demand'\] missing"):
+        build_panel(history.drop_columns(["demand"]), COLS)
+
+
+def test_custom_names_are_used_not_assumed():
+    t = make_history().rename_columns(["item", "store", "day", "units", "price", "promo", "category"])
+    cols = ColumnMap(sku="item", location="store", date="day", demand="units", known=("price",))
+    p = build_panel(t, cols)
+    assert p.n_series == 4 and p.known_names == ("price",)
+    with pytest.raises(DataError, match="missing"):
+        build_panel(t, ColumnMap())
+
+
+def test_empty_input(history):
+    with pytest.raises(DataError, match="empty"):
+        build_panel(history.slice(0, 0), COLS)
+
+
+def test_unparseable_dates(history):
+    dates = [str(d) for d in history.column("date").to_pylist()]
+    dates[3] = "not a date"
+    dates[7] = "2024-13-45"
+    with pytest.raises(DataError, match=r"column 'date': rule 'must be a valid date' broken by 2 rows"):
+        build_panel(_set(history, "date", dates), COLS)
+
+
+def test_string_dates_parse(history):
+    dates = [str(d) for d in history.column("date").to_pylist()]
+    p = build_panel(_set(history, "date", dates), COLS)
+    assert p.start[0] == np.datetime64("2024-01-01")
+
+
+def test_non_numeric_demand(history):
+    d = [str(x) for x in history.column("demand").to_pylist()]
+    d[0] = "lots"
+    with pytest.raises(DataError, match=r"column 'demand': rule 'must be numeric' broken by 1 rows"):
+        build_panel(_set(history, "demand", d), COLS)
+
+
+def test_nan_demand_error_and_repair(history):
+    d = history.column("demand").to_numpy().copy()
+    d[[1, 5, 9]] = np.nan
+    bad = _set(history, "demand", d)
+    with pytest.raises(DataError, match=r"'demand must be a finite number' broken by 3 rows"):
+        build_panel(bad, COLS)
+    p = build_panel(bad, COLS, missing_demand="zero")
+    assert p.report["missing_demand_zeroed"] == 3
+
+
+def test_negative_demand_error_and_clip(history):
+    d = history.column("demand").to_numpy().copy()
+    d[[2, 4]] = -3.0
+    bad = _set(history, "demand", d)
+    with pytest.raises(DataError, match=r"'demand must not be negative' broken by 2 rows"):
+        build_panel(bad, COLS)
+    p = build_panel(bad, COLS, negative="clip")
+    assert p.report["negative_clipped"] == 2 and p.demand.min() >= 0
+
+
+def test_duplicates_error_and_sum(history):
+    dup = pa.concat_tables([history, history.slice(0, 3)])
+    with pytest.raises(DataError, match=r"'one row per series and date' broken by 3 duplicate rows"):
+        build_panel(dup, COLS)
+    p = build_panel(dup, COLS, duplicates="sum")
+    ref = build_panel(history, COLS)
+    assert p.report["duplicates_summed"] == 3
+    np.testing.assert_allclose(p.demand[:3], 2 * ref.demand[:3])
+    np.testing.assert_allclose(p.demand[3:], ref.demand[3:])
+
+
+def test_short_series(history):
+    short = history.filter(pc.invert(pc.and_(pc.equal(history.column("sku"), "S0"),
+                                             pc.greater(history.column("date"),
+                                                        pa.scalar(np.datetime64("2024-01-03"), pa.date32())))))
+    with pytest.raises(DataError, match=r"at least 10 periods of history per series' broken by 2 series"):
+        build_panel(short, COLS, min_history=10)
+
+
+def test_gaps_filled_with_zero_and_counted(history):
+    mask = np.ones(history.num_rows, bool)
+    mask[[5, 6, 40]] = False
+    p = build_panel(history.filter(pa.array(mask)), COLS)
+    assert p.report["gaps_filled"] == 3
+    assert p.n_rows == history.num_rows
+    assert p.demand[5] == 0 and p.demand[6] == 0
+    # covariates in the gap are carried forward from the previous period
+    assert p.known[5, 0] == pytest.approx(history.column("price")[4].as_py())
+
+
+def test_missing_covariates_filled(history):
+    price = history.column("price").to_numpy().copy()
+    price[[0, 1, 10]] = np.nan
+    p = build_panel(_set(history, "price", price), COLS)
+    assert p.report["covariates_filled"] == {"price": 3}
+    assert p.known[0, 0] == pytest.approx(price[2])  # backward at the series start
+    assert p.known[10, 0] == pytest.approx(price[9])  # forward inside
+
+
+def test_static_must_be_constant(history):
+    cat = history.column("category").to_pylist()
+    cat[3] = "other"
+    with pytest.raises(DataError, match=r"'static attribute is constant within a series' broken by 1 series"):
+        build_panel(_set(history, "category", cat), COLS)
+
+
+def test_weekly_inferred_and_offgrid_rejected():
+    w = make_history(n_days=20, freq_days=7)
+    p = build_panel(w, COLS)
+    assert p.freq == "W" and p.lengths.tolist() == [20] * 4
+    d = w.column("date").to_numpy().copy()
+    d[3] = d[3] + np.timedelta64(2, "D")
+    with pytest.raises(DataError, match=r"same weekday.*broken by 1 rows"):
+        build_panel(_set(w, "date", d), COLS, freq="W")
+
+
+def test_odd_frequency_must_be_declared():
+    with pytest.raises(DataError, match="smallest step between dates is 3 days"):
+        build_panel(make_history(n_days=10, freq_days=3), COLS)
+
+
+def test_key_nulls(history):
+    sku = history.column("sku").to_pylist()
+    sku[0] = None
+    with pytest.raises(DataError, match=r"column 'sku': rule 'key must not be missing' broken by 1 rows"):
+        build_panel(_set(history, "sku", sku), COLS)
+
+
+def _inventory(p, **over):
+    n = p.n_series
+    cols = {"sku": p.sku, "location": p.location, "on_hand": np.full(n, 10.0),
+            "on_order": np.zeros(n), "lead_time_days": np.full(n, 3.0)}
+    cols.update(over)
+    return pa.table(cols)
+
+
+def test_inventory_defaults_and_alignment(history):
+    p = build_panel(history, COLS)
+    inv = _inventory(p)
+    inv = inv.take(pa.array(np.arange(p.n_series)[::-1]))  # any row order
+    out = validate_inventory(inv, p)
+    assert out["service_level"].tolist() == [0.95] * 4
+    assert out["case_pack"].tolist() == [1.0] * 4
+    out2 = validate_inventory(_inventory(p, on_hand=np.arange(4.0)), p)
+    assert out2["on_hand"].tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_inventory_unknown_and_missing_rows(history):
+    p = build_panel(history, COLS)
+    inv = _inventory(p)
+    extra = pa.concat_tables([inv, pa.table({"sku": ["ZZ"], "location": ["L0"], "on_hand": [1.0],
+                                             "on_order": [0.0], "lead_time_days": [1.0]})])
+    with pytest.raises(DataError, match=r"every row is a SKU-location of the history' broken by 1 rows"):
+        validate_inventory(extra, p)
+    with pytest.raises(DataError, match=r"has an inventory row' broken by 2 SKU-locations"):
+        validate_inventory(inv.slice(0, 2), p)
+
+
+@pytest.mark.parametrize("col,value,rule", [
+    ("lead_time_days", -1.0, "lead time must be >= 0 days"),
+    ("service_level", 1.0, r"service level must be in \(0, 1\)"),
+    ("service_level", 0.0, r"service level must be in \(0, 1\)"),
+    ("case_pack", 0.0, "must be > 0"),
+    ("on_order", -5.0, "must be >= 0"),
+])
+def test_inventory_impossible_values(history, col, value, rule):
+    p = build_panel(history, COLS)
+    vals = np.full(p.n_series, 1.0 if col != "service_level" else 0.9)
+    vals[1] = value
+    with pytest.raises(DataError, match=rf"inventory column '{col}': rule '{rule}' broken by 1 rows"):
+        validate_inventory(_inventory(p, **{col: vals}), p)
+
+
+def test_inventory_int_keys_match_string_keys():
+    t = make_history(str_keys=False)
+    p = build_panel(t, ColumnMap())
+    inv = _inventory(p)
+    out = validate_inventory(inv, p)
+    assert len(out["on_hand"]) == p.n_series
