@@ -177,6 +177,66 @@ def optimize(panel: Panel, levels: np.ndarray, q: np.ndarray, inv: dict[str, np.
     return t
 
 
+def _read_forecasts_shard(stage: str, shard: int, freq: str | None) -> tuple[Panel, np.ndarray, np.ndarray] | None:
+    """Forecasts of one shard (written by a forecast job) as (key panel, levels, q[n, H, Q])."""
+    t = read_shard(stage, "forecasts", shard)
+    if t is None:
+        return None
+    qcols = [c for c in t.column_names if c.startswith("q")]
+    levels = np.array([float(c[1:]) for c in qcols])
+    order = np.argsort(levels)
+    levels, qcols = levels[order], [qcols[i] for i in order]
+    import pyarrow.compute as pc
+    t = t.take(pc.sort_indices(t, sort_keys=[("sku", "ascending"), ("location", "ascending"),
+                                            ("date", "ascending")]))
+    sku, loc = t.column("sku").to_numpy(), t.column("location").to_numpy()
+    new = np.ones(t.num_rows, bool)
+    new[1:] = (sku[1:] != sku[:-1]) | (loc[1:] != loc[:-1])
+    firsts = np.flatnonzero(new)
+    lengths = np.diff(np.append(firsts, t.num_rows))
+    if (lengths != lengths[0]).any():
+        raise DataError(f"forecasts: rule 'every SKU-location has the same horizon' broken by "
+                        f"{int((lengths != lengths[0]).sum())} SKU-locations")
+    h = int(lengths[0])
+    dates = t.column("date").to_numpy().astype("datetime64[D]")
+    first_date = dates[firsts]
+    if freq is None:
+        freq = "W" if h > 1 and (dates[1] - dates[0]).astype(int) == 7 else "D"
+    q = np.stack([t.column(c).to_numpy().astype(np.float32) for c in qcols], -1).reshape(len(firsts), h, -1)
+    # A one-period key panel ending the period before the forecasts begin.
+    keys = Panel(sku=sku[firsts], location=loc[firsts],
+                 start=first_date - np.timedelta64(FREQ_STEP_DAYS[freq], "D"),
+                 indptr=np.arange(len(firsts) + 1, dtype=np.int64),
+                 demand=np.zeros(len(firsts), np.float32), freq=freq)
+    return keys, levels, q
+
+
+def optimize_shard_task(stage: str, shard: int, spec: dict[str, Any], out: str) -> dict[str, Any]:
+    """Optimize one shard from staged forecasts (the ``optimize`` job); write its orders."""
+    t0 = time.perf_counter()
+    try:
+        got = _read_forecasts_shard(stage, shard, spec.get("freq"))
+        inv_tab = read_shard(stage, "inventory", shard)
+        if got is None:
+            if inv_tab is not None and inv_tab.num_rows:
+                raise DataError(f"inventory: rule 'every row is a SKU-location of the forecasts' "
+                                f"broken by {inv_tab.num_rows} rows")
+            return {"shard": shard, "series": 0, "files": {}, "seconds": 0.0}
+        keys, levels, q = got
+        if inv_tab is None:
+            raise DataError(f"inventory: rule 'every SKU-location has an inventory row' broken by "
+                            f"{keys.n_series} SKU-locations")
+        inv = validate_inventory(inv_tab, keys, ColumnMap(**spec["columns"]),
+                                 InventoryDefaults().with_overrides(spec["inventory_defaults"]))
+        ot = optimize(keys, levels, q, inv, spec)
+        path = Path(out) / "orders" / f"part-{shard:05d}.parquet"
+        write_parquet_atomic(ot, path)
+    except Exception as e:
+        raise ShardError(f"shard {shard}: {type(e).__name__}: {e}") from e
+    return {"shard": shard, "series": keys.n_series, "seconds": time.perf_counter() - t0,
+            "files": {f"orders/{path.name}": {"rows": ot.num_rows, "sha256": file_checksum(path)}}}
+
+
 def plan_shard_task(stage: str, shard: int, spec: dict[str, Any], model_dir: str, out: str,
                     stages: tuple[str, ...] = ("forecast", "optimize")) -> dict[str, Any]:
     """Forecast and/or optimize one shard; write its output files atomically; return its stats."""

@@ -1,4 +1,4 @@
-"""The ``replenish`` command line: plan, train, forecast, synth, demo.
+"""The ``replenish`` command line: plan, train, forecast, optimize, synth, demo.
 
 Every job option can also come from a TOML file (``--config``, see
 :mod:`replenish.jobs.config`); flags given on the command line win.
@@ -69,6 +69,9 @@ def _build_parser() -> argparse.ArgumentParser:
     _job_parser(sub, "train", "train the global forecasting model (writes OUT/model)", inventory=False)
     _job_parser(sub, "forecast", "forecast quantiles with a saved model (writes OUT/forecasts)",
                 inventory=False)
+    op = _job_parser(sub, "optimize", "order recommendations from a forecast job's output "
+                     "(writes OUT/orders)")
+    op.add_argument("--forecasts", help="forecasts dataset written by `replenish forecast`")
     s = sub.add_parser("synth", help="write a synthetic data set (history/ and inventory.parquet)")
     s.add_argument("--series", type=int, required=True)
     s.add_argument("--days", type=int, default=730, help="periods per series")
@@ -109,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = _config_from_args(args)
         from .plan import run_plan
         stages = {"plan": ("train", "forecast", "optimize"), "train": ("train",),
-                  "forecast": ("forecast",)}[args.command]
+                  "forecast": ("forecast",), "optimize": ("optimize",)}[args.command]
         summary = run_plan(cfg, stages=stages, overwrite=args.overwrite)
         print_summary(summary)
         return 0

@@ -79,6 +79,7 @@ class PlanConfig:
     history: Any = None
     inventory: Any = None
     future: Any = None
+    forecasts: Any = None
     out: str | None = None
     columns: ColumnMap = field(default_factory=ColumnMap)
     freq: str | None = None
@@ -134,7 +135,7 @@ class PlanConfig:
         d = asdict(self)
         for k in ("out", "scheduler", "n_workers"):
             d.pop(k, None)
-        for k in ("history", "inventory", "future"):
+        for k in ("history", "inventory", "future", "forecasts"):
             if d.get(k) is not None and not isinstance(d[k], (str, Path)):
                 d[k] = f"<{type(d[k]).__name__}>"
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -23,12 +23,13 @@ def run_demo(out: str | Path = "demo_output", n_workers: int = 2, forecast: dict
     c = BAKERY_COLUMNS
     # The bakery file ends on 2019-04-30; pretend today is 28 days earlier so the held-out
     # days give real 'future' covariates (holidays, promotions, weather forecasts).
+    import pyarrow as pa
     import pyarrow.compute as pc
     cut = pc.max(full.column(c.date)).as_py()
     import datetime as dt
     cut = cut - dt.timedelta(days=28)
-    hist = full.filter(pc.less_equal(full.column(c.date), pc.scalar(cut, full.schema.field(c.date).type)))
-    fut = full.filter(pc.greater(full.column(c.date), pc.scalar(cut, full.schema.field(c.date).type)))
+    hist = full.filter(pc.less_equal(full.column(c.date), pa.scalar(cut, full.schema.field(c.date).type)))
+    fut = full.filter(pc.greater(full.column(c.date), pa.scalar(cut, full.schema.field(c.date).type)))
     fut = fut.select([c.sku, c.location, c.date, *c.known])
     inputs = out / "inputs"
     write_parquet_atomic(hist, inputs / "history.parquet")

@@ -30,7 +30,7 @@ import pyarrow as pa
 from ..engine.contract import DataError
 from ..engine.io import open_dataset
 from . import _sharding
-from ._tasks import plan_shard_task, train_task
+from ._tasks import optimize_shard_task, plan_shard_task, train_task
 from .cluster import connect
 from .config import PlanConfig
 
@@ -52,6 +52,31 @@ def _write_manifest(out: Path, m: dict[str, Any]) -> None:
     tmp = out / ".manifest.json.tmp"
     tmp.write_text(json.dumps(m, indent=1, default=str))
     os.replace(tmp, out / "manifest.json")
+
+
+def _inputs_signature(cfg: PlanConfig) -> str:
+    """Hash of the input data's identity: files with sizes and modification times, or the
+    content of in-memory tables. New data under the same paths is a new job, not a resume."""
+    import hashlib
+    h = hashlib.blake2b(digest_size=8)
+    for src in (cfg.history, cfg.inventory, cfg.future, cfg.forecasts, cfg.model, cfg.init_from):
+        if src is None:
+            h.update(b"-")
+        elif isinstance(src, pa.Table):
+            for col in src.columns:
+                for chunk in col.chunks:
+                    for buf in chunk.buffers():
+                        if buf is not None:
+                            h.update(memoryview(buf))
+        elif "://" in str(src):
+            h.update(str(src).encode())
+        else:
+            p = Path(src)
+            files = [p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file())
+            for f in files:
+                st = f.stat()
+                h.update(f"{f}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()
 
 
 def _say(msg: str) -> None:
@@ -76,14 +101,19 @@ def _spec(cfg: PlanConfig, has_future: bool) -> dict[str, Any]:
 def _n_shards(cfg: PlanConfig, n_workers: int) -> int:
     if cfg.shards:
         return int(cfg.shards)
-    rows = cfg.history.num_rows if isinstance(cfg.history, pa.Table) else \
-        open_dataset(cfg.history).count_rows()
+    src = cfg.history if cfg.history is not None else cfg.forecasts
+    rows = src.num_rows if isinstance(src, pa.Table) else open_dataset(src).count_rows()
     return max(2 * n_workers, math.ceil(rows / cfg.rows_per_shard))
 
 
 def _stage_all(client, cfg: PlanConfig, stage: Path, n_shards: int) -> None:
     c = cfg.columns
-    jobs = [("history", cfg.history, list(c.all_columns()), c.keys)]
+    jobs = []
+    if cfg.forecasts is not None:
+        fschema = open_dataset(cfg.forecasts).schema.names
+        jobs.append(("forecasts", cfg.forecasts, fschema, ("sku", "location")))
+    if cfg.history is not None:
+        jobs.append(("history", cfg.history, list(c.all_columns()), c.keys))
     if cfg.inventory is not None:
         inv_schema = cfg.inventory.schema.names if isinstance(cfg.inventory, pa.Table) else \
             open_dataset(cfg.inventory).schema.names
@@ -121,12 +151,15 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
     """
     if cfg.out is None:
         raise ValueError("an output folder (--out) is required")
-    if cfg.history is None:
+    if stages == ("optimize",):
+        if cfg.forecasts is None:
+            raise ValueError("the optimize job needs forecasts (--forecasts, a forecast job's output)")
+    elif cfg.history is None:
         raise ValueError("a demand history (--history) is required")
     if "optimize" in stages and cfg.inventory is None:
         raise ValueError("optimizing needs an inventory state (--inventory)")
     out = Path(cfg.out)
-    fp = cfg.fingerprint() + "-" + "+".join(stages)
+    fp = cfg.fingerprint() + "-" + _inputs_signature(cfg) + "-" + "+".join(stages)
     manifest = read_manifest(out)
     if manifest and manifest.get("fingerprint") != fp:
         if not overwrite:
@@ -165,6 +198,15 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
                 manifest["staged"] = True
                 timings["stage_s"] = time.perf_counter() - t0
                 _write_manifest(out, manifest)
+            if stages == ("optimize",):
+                todo = [s for s in range(n_shards) if str(s) not in manifest["shards"]
+                        or not _shard_files_ok(out, manifest["shards"][str(s)])]
+                t0 = time.perf_counter()
+                _say(f"optimize: {len(todo)} shards to do, {n_shards - len(todo)} already done")
+                _run_shards(cl, out, manifest, todo, optimize_shard_task,
+                            (str(stage),), (spec, str(out)))
+                timings["shards_s"] = timings.get("shards_s", 0.0) + time.perf_counter() - t0
+                stages = ()
             model_dir = str(Path(cfg.model)) if cfg.model else str(out / "model")
             if "train" in stages and not manifest.get("model"):
                 t0 = time.perf_counter()
@@ -175,7 +217,7 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
                 timings["train_s"] = time.perf_counter() - t0
                 _write_manifest(out, manifest)
                 _say(f"trained on {info['series']} series in {info['seconds']:.0f} s")
-            if not Path(model_dir).exists():
+            if stages and not Path(model_dir).exists():
                 raise JobError(f"no model at {model_dir}: run the train stage or pass --model")
             todo = [s for s in range(n_shards) if str(s) not in manifest["shards"]
                     or not _shard_files_ok(out, manifest["shards"][str(s)])]
@@ -184,7 +226,8 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
                 t0 = time.perf_counter()
                 _say(f"{'+'.join(work)}: {len(todo)} shards to do, "
                      f"{n_shards - len(todo)} already done")
-                _run_shards(cl, out, manifest, todo, stage, spec, model_dir, work)
+                _run_shards(cl, out, manifest, todo, plan_shard_task, (str(stage),),
+                            (spec, model_dir, str(out), work))
                 timings["shards_s"] = timings.get("shards_s", 0.0) + time.perf_counter() - t0
         except BaseException as e:
             manifest["status"] = "failed"
@@ -218,13 +261,13 @@ def _shard_files_ok(out: Path, rec: dict[str, Any]) -> bool:
     return all((out / f).exists() for f in rec.get("files", {}))
 
 
-def _run_shards(cl, out: Path, manifest: dict, todo: list[int], stage: Path, spec: dict,
-                model_dir: str, work: tuple[str, ...]) -> None:
+def _run_shards(cl, out: Path, manifest: dict, todo: list[int], task, before: tuple,
+                after: tuple) -> None:
+    """Run ``task(*before, shard, *after)`` for every shard in ``todo``; record each in the manifest."""
     from distributed import as_completed
 
-    futs = {cl.submit(plan_shard_task, str(stage), s, spec, model_dir, str(out), work,
-                      pure=False, retries=2, key=f"shard-{s:05d}-{os.urandom(4).hex()}"): s
-            for s in todo}
+    futs = {cl.submit(task, *before, s, *after, pure=False, retries=2,
+                      key=f"shard-{s:05d}-{os.urandom(4).hex()}"): s for s in todo}
     failed: list[str] = []
     done = 0
     for fut in as_completed(futs):

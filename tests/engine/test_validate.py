@@ -91,7 +91,7 @@ def test_duplicates_error_and_sum(history):
 def test_short_series(history):
     short = history.filter(pc.invert(pc.and_(pc.equal(history.column("sku"), "S0"),
                                              pc.greater(history.column("date"),
-                                                        pa.scalar(np.datetime64("2024-01-03"), pa.date32())))))
+                                                        pa.scalar(__import__("datetime").date(2024, 1, 3), pa.date32())))))
     with pytest.raises(DataError, match=r"at least 10 periods of history per series' broken by 2 series"):
         build_panel(short, COLS, min_history=10)
 

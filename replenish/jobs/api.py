@@ -1,0 +1,93 @@
+"""Python API: the jobs for a data platform, without the command line.
+
+Inputs may be paths/URLs, pyarrow Tables, pandas DataFrames or Dask DataFrames; results
+come back as paths and, on request (or when no output folder is given), as pyarrow Tables.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ..engine.contract import ColumnMap
+from .config import PlanConfig
+from .plan import run_plan
+
+__all__ = ["plan", "train", "forecast"]
+
+
+def _as_source(x: Any, tmp: Path, name: str) -> Any:
+    """A path/URL or pyarrow Table the job can read."""
+    if x is None or isinstance(x, (str, Path, pa.Table)):
+        return str(x) if isinstance(x, Path) else x
+    mod = type(x).__module__
+    if mod.startswith("pandas"):
+        return pa.Table.from_pandas(x, preserve_index=False)
+    if mod.startswith("dask"):
+        # A Dask DataFrame is written partition by partition, never collected on the client.
+        path = tmp / name
+        x.to_parquet(str(path), write_index=False)
+        return str(path)
+    raise TypeError(f"{name}: expected a path, pyarrow.Table, pandas or Dask DataFrame, got {type(x)}")
+
+
+def _run(stages, history, inventory=None, out=None, *, future=None, columns=None,
+         return_tables=None, client=None, overwrite=False, **options) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="replenish-") as tmpd:
+        tmp = Path(tmpd)
+        if isinstance(columns, dict):
+            columns = ColumnMap.from_mapping(columns)
+        cfg = PlanConfig.build(None, **options)
+        cfg.columns = columns or cfg.columns
+        cfg.history = _as_source(history, tmp, "history")
+        cfg.inventory = _as_source(inventory, tmp, "inventory")
+        cfg.future = _as_source(future, tmp, "future")
+        cfg.out = str(out) if out is not None else str(tmp / "out")
+        summary = run_plan(cfg, stages=stages, overwrite=overwrite, client=client)
+        if return_tables or (return_tables is None and out is None):
+            import pyarrow.dataset as ds
+            for name in ("forecasts", "orders"):
+                p = Path(cfg.out) / name
+                if p.exists():
+                    summary[name] = ds.dataset(p).to_table()
+        if out is None:
+            summary["out"] = None
+        return summary
+
+
+def plan(history, inventory, out=None, **kw) -> dict[str, Any]:
+    """Train, forecast and optimize: order recommendations for every SKU-location.
+
+    Parameters
+    ----------
+    history, inventory, future : path, URL, pyarrow.Table, pandas or Dask DataFrame
+        Demand history (long), inventory state, and optional known covariates for the horizon.
+    out : path, optional
+        Output folder. Without one, results are returned as tables and nothing is kept.
+    columns : ColumnMap or dict, optional
+        Column roles (``{"sku": "item_id", "known": ["price"]}``...).
+    client : distributed.Client, optional
+        Run on this cluster (default: an embedded LocalCluster).
+    **kw
+        Any option of :class:`~replenish.jobs.config.PlanConfig` (``forecast={...}``,
+        ``target="fill_rate"``, ``n_workers=4``, ``shards=16``...).
+
+    Returns
+    -------
+    dict
+        The job summary; with tables, ``"forecasts"`` and ``"orders"`` as pyarrow Tables
+        (columns and units as in the README).
+    """
+    return _run(("train", "forecast", "optimize"), history, inventory, out, **kw)
+
+
+def train(history, out, **kw) -> dict[str, Any]:
+    """Train the global model on ``history``; saves it in ``out/model``."""
+    return _run(("train",), history, None, out, **kw)
+
+
+def forecast(history, out=None, *, model, **kw) -> dict[str, Any]:
+    """Quantile forecasts for every series of ``history`` with a saved ``model``."""
+    return _run(("forecast",), history, None, out, model=str(model), **kw)

@@ -1,0 +1,55 @@
+"""Config: TOML and CLI flags map user column names and options; flags win."""
+from __future__ import annotations
+
+import pytest
+
+from replenish.jobs.cli import _build_parser, _config_from_args
+from replenish.jobs.config import PlanConfig, load_toml
+
+TOML = """
+[data]
+history = "h.parquet"
+negative = "clip"
+[columns]
+sku = "item_id"
+location = "store_id"
+known = ["price", "promo"]
+[forecast]
+horizon = 14
+[policy]
+target = "fill_rate"
+[inventory_defaults]
+review_period_days = 7
+[cluster]
+n_workers = 3
+"""
+
+
+def test_toml_and_flags(tmp_path):
+    p = tmp_path / "job.toml"
+    p.write_text(TOML)
+    args = _build_parser().parse_args(["plan", "--config", str(p), "--location-col", "shop",
+                                       "--out", "o", "--horizon", "21", "--static-cols", "cat,fmt"])
+    cfg = _config_from_args(args)
+    assert cfg.columns.sku == "item_id" and cfg.columns.location == "shop"
+    assert cfg.columns.known == ("price", "promo") and cfg.columns.static == ("cat", "fmt")
+    assert cfg.negative == "clip" and cfg.target == "fill_rate" and cfg.n_workers == 3
+    assert cfg.forecast["horizon"] == 21
+    assert cfg.inventory_defaults == {"review_period_days": 7}
+    assert cfg.history == "h.parquet" and cfg.out == "o"
+
+
+def test_unknown_section_and_default_keys_rejected(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text("[colums]\nsku='x'\n")
+    with pytest.raises(ValueError, match="unknown section"):
+        load_toml(p)
+    with pytest.raises(Exception, match="unknown keys"):
+        PlanConfig.build({"inventory_defaults": {"lead_tme": 3}})
+
+
+def test_fingerprint_ignores_destination_but_not_options():
+    a = PlanConfig.build(history="h", out="x", n_workers=2)
+    b = PlanConfig.build(history="h", out="y", n_workers=4)
+    c = PlanConfig.build(history="h", out="x", negative="clip")
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
