@@ -58,8 +58,8 @@ _CATEGORY_TABLE = {
 }
 #: Product categories (the static ``category`` column).
 CATEGORIES: tuple[str, ...] = tuple(_CATEGORY_TABLE)
-_CAT = {k: np.array([v[i] for v in _CATEGORY_TABLE.values()], dtype=np.float64)
-        for i, k in enumerate(("weekly", "year_amp", "year_peak", "temp", "holiday", "eve", "price"))}
+_CAT = {k: np.array([v[i] for v in _CATEGORY_TABLE.values()], dtype=np.float64) for i, k in
+        enumerate(("weekly", "year_amp", "year_peak", "temp", "holiday", "eve", "price"))}
 
 _HISTORY_SCHEMA = pa.schema([
     ("sku", pa.string()), ("location", pa.string()), ("date", pa.date32()),
@@ -68,9 +68,9 @@ _HISTORY_SCHEMA = pa.schema([
 ])
 _INVENTORY_FLOAT = ("on_hand", "on_order", "lead_time_std_days", "unit_cost", "holding_cost_rate",
                     "service_level", "stockout_cost", "order_cost", "moq", "case_pack")
-_INVENTORY_ORDER = ("sku", "location", "on_hand", "on_order", "lead_time_days", "lead_time_std_days",
-                    "review_period_days", "unit_cost", "holding_cost_rate", "service_level",
-                    "stockout_cost", "order_cost", "moq", "case_pack")
+_INVENTORY_ORDER = ("sku", "location", "on_hand", "on_order", "lead_time_days",
+                    "lead_time_std_days", "review_period_days", "unit_cost", "holding_cost_rate",
+                    "service_level", "stockout_cost", "order_cost", "moq", "case_pack")
 
 
 # ---- public API ----------------------------------------------------------------------------
@@ -115,7 +115,7 @@ def synth_tables(n_series: int, n_days: int, *, seed: int = 0, start_series: int
     """
     arrays = _generate(n_series, n_days, seed, start_series, freq, start_date)
     history = _history_table(arrays)
-    history = pa.table([c.dictionary_decode() if pa.types.is_dictionary(c.type) else c
+    history = pa.table([c.cast(pa.string()) if pa.types.is_dictionary(c.type) else c
                         for c in history.columns], schema=_HISTORY_SCHEMA)
     return history, _inventory_table(arrays)
 
@@ -128,7 +128,8 @@ def write_synth(out_dir: str | os.PathLike, n_series: int, n_days: int, *, seed:
     Writes ``out_dir/history/part-00000.parquet``, ... (one file per chunk of
     ``chunk_series`` series; the same columns as :func:`synth_tables`, sorted by (sku,
     location, date), row groups of whole series of about a million rows, string columns
-    dictionary-encoded) and ``out_dir/inventory.parquet``. The data equal
+    dictionary-encoded) and ``out_dir/inventory.parquet``; part files already in
+    ``out_dir/history`` are replaced. The data equal
     ``synth_tables(n_series, n_days, seed=seed, freq=freq, start_date=start_date)`` whatever
     the chunk size. Generating the next chunk overlaps writing the previous one, so at most
     two chunks are in memory (about 45 bytes per row each).
@@ -149,6 +150,8 @@ def write_synth(out_dir: str | os.PathLike, n_series: int, n_days: int, *, seed:
     """
     t0 = time.perf_counter()
     n_periods = _n_periods(n_days, freq)
+    if n_series < 1:
+        raise ValueError(f"n_series must be >= 1, got {n_series}")
     if chunk_series is None:
         chunk_series = max(BLOCK_SERIES, (15_000_000 // n_periods) // BLOCK_SERIES * BLOCK_SERIES)
     if chunk_series < 1:
@@ -160,19 +163,27 @@ def write_synth(out_dir: str | os.PathLike, n_series: int, n_days: int, *, seed:
         old.unlink()
     group_rows = max(1, 1_000_000 // n_periods) * n_periods
     inventories: list[pa.Table] = []
-    files, rows, nbytes, done = 0, 0, 0, 0
+    files, rows, done = 0, 0, 0
 
     def write(table: pa.Table, path: Path, n: int) -> int:
         pq.write_table(table, path, row_group_size=group_rows, compression="zstd",
+                       use_dictionary=[c for c in table.column_names if c != "date"],
+                       column_encoding={"date": "DELTA_BINARY_PACKED"},
+                       # min/max of sku prune row groups; those of location and category
+                       # would not (every row group holds them all) and cost a third of the time
+                       write_statistics=["sku", "date"],
                        store_schema=False,  # dictionary columns read back as plain strings
                        sorting_columns=[pq.SortingColumn(i) for i in range(3)])
         return n
 
+    # Two buffer sets: one is being written while the next chunk is generated into the other.
+    n_files = -(-n_series // chunk_series)
+    sets = [_buffers(min(chunk_series, n_series), n_periods) for _ in range(min(2, n_files))]
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = None
         for start in range(0, n_series, chunk_series):
             n = min(chunk_series, n_series - start)
-            arrays = _generate(n, n_days, seed, start, freq, start_date)
+            arrays = _generate(n, n_days, seed, start, freq, start_date, sets[files % len(sets)])
             table = _history_table(arrays)
             inventories.append(_inventory_table(arrays))
             del arrays
@@ -191,7 +202,8 @@ def write_synth(out_dir: str | os.PathLike, n_series: int, n_days: int, *, seed:
                 progress(done, n_series)
     inv_path = out / "inventory.parquet"
     pq.write_table(pa.concat_tables(inventories), inv_path, compression="zstd")
-    nbytes = sum(p.stat().st_size for p in hist_dir.glob("part-*.parquet")) + inv_path.stat().st_size
+    nbytes = sum(p.stat().st_size for p in hist_dir.glob("part-*.parquet"))
+    nbytes += inv_path.stat().st_size
     return {"rows": rows, "series": n_series, "periods": n_periods, "files": files,
             "seconds": time.perf_counter() - t0, "bytes": nbytes,
             "history": str(hist_dir), "inventory": str(inv_path)}
@@ -209,18 +221,22 @@ def _n_periods(n_days: int, freq: str) -> int:
 
 
 def _generate(n_series: int, n_days: int, seed: int, start_series: int, freq: str,
-              start_date: str) -> dict[str, np.ndarray]:
-    """Arrays for series ``start_series ..``: per-row ones of shape (n_series, n_periods)."""
+              start_date: str, buffers: dict | None = None) -> dict[str, np.ndarray]:
+    """Arrays for series ``start_series ..``: per-row ones of shape (n_series, n_periods).
+
+    ``buffers`` (from :func:`_buffers`) receive the per-row arrays instead of new memory, so
+    that a long run reuses the same pages rather than faulting in fresh ones for every chunk.
+    """
     if n_series < 1 or start_series < 0 or seed < 0:
         raise ValueError(f"need n_series >= 1, start_series >= 0, seed >= 0; got {n_series}, "
                          f"{start_series}, {seed}")
     n_periods = _n_periods(n_days, freq)
     cal = _calendar(seed, np.datetime64(start_date, "D"), n_periods * (7 if freq == "W" else 1),
                     freq)
-    shape = (n_series, n_periods)
-    out = {"demand": np.empty(shape), "price": np.empty(shape), "promo": np.empty(shape, np.int8),
-           "series": np.arange(start_series, start_series + n_series, dtype=np.int64),
-           "category": np.empty(n_series, np.int32), "dates": cal["dates"]}
+    buffers = buffers or _buffers(n_series, n_periods)
+    out = {k: buffers[k][:n_series] for k in _ROW_ARRAYS}
+    out.update(series=np.arange(start_series, start_series + n_series, dtype=np.int64),
+               category=np.empty(n_series, np.int32), dates=cal["dates"], buffers=buffers)
     inv: dict[str, np.ndarray] = {}
     first, last = start_series // BLOCK_SERIES, (start_series + n_series - 1) // BLOCK_SERIES
     for block in range(first, last + 1):  # a loop over blocks of series, not over series
@@ -233,9 +249,21 @@ def _generate(n_series: int, n_days: int, seed: int, start_series: int, freq: st
         for k, v in res["inventory"].items():
             inv.setdefault(k, np.empty(n_series, v.dtype))[dst] = v[src]
     loc = (out["series"] % N_LOCATIONS).astype(np.intp)
-    out["holiday"] = cal["holiday"][loc]
-    out["temperature"] = cal["temperature"][loc]
+    np.take(cal["holiday"], loc, axis=0, out=out["holiday"])
+    np.take(cal["temperature"], loc, axis=0, out=out["temperature"])
     out["inventory"] = inv
+    return out
+
+
+_ROW_ARRAYS = {"demand": np.float64, "price": np.float64, "promo": np.int8, "holiday": np.int8,
+               "temperature": np.float64}
+_CODE_ARRAYS = ("sku_code", "location_code", "category_code", "date_code")
+
+
+def _buffers(n_series: int, n_periods: int) -> dict[str, np.ndarray]:
+    """Uninitialised per-row arrays for up to ``n_series`` series (about 45 bytes per row)."""
+    out = {k: np.empty((n_series, n_periods), t) for k, t in _ROW_ARRAYS.items()}
+    out.update({k: np.empty(n_series * n_periods, np.int32) for k in _CODE_ARRAYS})
     return out
 
 
@@ -252,19 +280,15 @@ def _calendar(seed: int, start: np.datetime64, n_days: int, freq: str) -> dict[s
     year_start = days.astype("datetime64[Y]").astype("datetime64[D]")
     doy = (days - year_start).astype(np.int64)
 
-    years = np.arange(days[0].astype("datetime64[Y]").astype(int) + 1970,
-                      days[-1].astype("datetime64[Y]").astype(int) + 1971)
-    ystart = years.astype(str).astype("datetime64[Y]").astype("datetime64[D]")
+    y0 = int(days[0].astype("datetime64[Y]").astype(np.int64)) + 1970
+    years = np.arange(y0, int(days[-1].astype("datetime64[Y]").astype(np.int64)) + 1971)
     easter = _easter(years)
-    national = np.concatenate([ystart, ystart + 120, ystart.astype("datetime64[Y]") + np.timedelta64(0, "Y")
-                               ]).astype("datetime64[D]")  # Jan 1, ~May 1
-    dec25 = (years.astype(str).astype("datetime64[Y]") + np.timedelta64(11, "M")).astype(
-        "datetime64[D]") + 24
-    national = np.unique(np.concatenate([national, easter - 2, easter + 1, dec25, dec25 + 1]))
+    national = np.concatenate([_ymd(years, 1, 1), easter - 2, easter + 1, _ymd(years, 5, 1),
+                               _ymd(years, 12, 25), _ymd(years, 12, 26)])
     region_doy = rng.integers(10, 355, size=(_N_REGIONS, 3))
     region = rng.integers(0, _N_REGIONS, N_LOCATIONS)
     hol_nat = np.isin(days, national)
-    hol_reg = np.isin(doy[None, :, None], region_doy[:, None, :]).any(-1)  # (regions, days)
+    hol_reg = (doy[None, :, None] == region_doy[:, None, :]).any(-1)  # (regions, days)
     holiday = hol_nat[None, :] | hol_reg[region]  # (locations, days)
     eve = np.zeros_like(holiday)
     eve[:, :-1] = holiday[:, 1:] & ~holiday[:, :-1]
@@ -279,9 +303,8 @@ def _calendar(seed: int, start: np.datetime64, n_days: int, freq: str) -> dict[s
     for j in range(n_days):  # over days, vectorized over locations
         a = 0.75 * a + shocks[:, j]
         anomaly[:, j] = a
-    temp = t_mean[:, None] + t_amp[:, None] * np.cos(2 * np.pi * (doy[None] - t_peak[:, None]) / 365.25) \
-        + anomaly
-    temp = np.round(temp, 1)
+    season = np.cos(2 * np.pi * (doy[None] - t_peak[:, None]) / 365.25)
+    temp = np.round(t_mean[:, None] + t_amp[:, None] * season + anomaly, 1)
     log_size = rng.normal(0.0, 0.5, N_LOCATIONS)  # store size, log multiplier of demand
 
     # Log effects shared by all series of a category at a location: (category, location, day).
@@ -289,7 +312,8 @@ def _calendar(seed: int, start: np.datetime64, n_days: int, freq: str) -> dict[s
               + _CAT["temp"][:, None, None] * ((temp - 15.0) / 10.0)[None]
               + _CAT["holiday"][:, None, None] * holiday[None]
               + _CAT["eve"][:, None, None] * eve[None])
-    yearly = _CAT["year_amp"][:, None] * np.cos(2 * np.pi * (doy[None] - _CAT["year_peak"][:, None]) / 365.25)
+    yearly = _CAT["year_amp"][:, None] * np.cos(
+        2 * np.pi * (doy[None] - _CAT["year_peak"][:, None]) / 365.25)
     if freq == "W":
         n_w = n_days // 7
         holiday_out = holiday.reshape(N_LOCATIONS, n_w, 7).any(-1)
@@ -297,9 +321,12 @@ def _calendar(seed: int, start: np.datetime64, n_days: int, freq: str) -> dict[s
         dates = start + 7 * np.arange(n_w)
     else:
         holiday_out, temp_out, dates = holiday, temp, days
-    return {"n_days": n_days, "freq": freq, "t_years": t / 365.25, "week": t // 7,
-            "effect": effect.astype(np.float32), "yearly": yearly, "log_size": log_size,
-            "holiday": holiday_out.astype(np.int8), "temperature": temp_out, "dates": dates}
+    cal = {"t_years": t / 365.25, "week": t // 7, "effect": effect.reshape(-1, n_days),
+           "yearly": yearly, "log_size": log_size, "holiday": holiday_out.astype(np.int8),
+           "temperature": temp_out, "dates": dates}
+    for v in cal.values():
+        v.flags.writeable = False  # cached and shared by every chunk
+    return {"n_days": n_days, "freq": freq, **cal}
 
 
 def _easter(years: np.ndarray) -> np.ndarray:
@@ -314,8 +341,13 @@ def _easter(years: np.ndarray) -> np.ndarray:
     m = (a + 11 * h + 22 * l_) // 451
     month = (h + l_ - 7 * m + 114) // 31
     day = (h + l_ - 7 * m + 114) % 31 + 1
-    first = (y.astype(str).astype("datetime64[Y]") + (month - 1).astype("timedelta64[M]"))
-    return first.astype("datetime64[D]") + (day - 1)
+    return _ymd(y, month, day)
+
+
+def _ymd(years: np.ndarray, month, day) -> np.ndarray:
+    """Dates from year, month (1-12) and day of month, datetime64[D]."""
+    ym = (np.asarray(years) - 1970) * 12 + (np.asarray(month) - 1)
+    return ym.astype("datetime64[M]").astype("datetime64[D]") + (np.asarray(day) - 1)
 
 
 def _block(seed: int, block: int, cal: dict) -> dict:
@@ -349,24 +381,39 @@ def _block(seed: int, block: int, cal: dict) -> dict:
     noise_sd = rng.uniform(0.05, 0.2, n)
     zero_share = np.where(log_base < 0.0, rng.uniform(0.1, 0.5, n), 0.0)  # slow movers: < 1/day
 
-    # Per day (series, day).
+    # Per day (series, day), in place: few (series, day) temporaries keep the block fast.
     week = cal["week"]
-    after = np.arange(n_days)[None, :] >= change_day[s][:, None]
-    promo = promo_weeks[s][:, week] & takes_part[:, None]
-    regular = price0[s, None] * loc_price[:, None] * np.where(after, change[s, None], 1.0)
-    price = np.round(regular * np.where(promo, 1.0 - discount[s, None], 1.0), 2)
-    promo_effect = promo_lift + elasticity * np.log1p(-discount)
     z = rng.normal(0.0, 1.0, (n, n_weeks))
     for j in range(1, n_weeks):  # weekly AR(1) demand noise, over weeks
         z[:, j] = 0.6 * z[:, j - 1] + 0.8 * z[:, j]
-    log_mu = cal["effect"][cat[s], loc]  # float32 (series, day)
-    log_mu = log_mu + (log_base - 0.5 * noise_sd ** 2)[:, None]
-    log_mu += year_scale[s, None] * cal["yearly"][cat[s]]
-    log_mu += trend[s, None] * cal["t_years"][None, :]
-    log_mu += np.where(promo, promo_effect[s, None], 0.0)
-    log_mu += np.where(after, (elasticity * np.log(change))[s, None], 0.0)
-    log_mu += (noise_sd[:, None] * z)[:, week]
-    mu = np.exp(np.minimum(log_mu, np.log(1e5)))
+    z *= noise_sd[:, None]
+    after = np.arange(n_days)[None, :] >= change_day[s][:, None]
+    promo = promo_weeks[s][:, week]
+    promo &= takes_part[:, None]
+    price = np.multiply(after, change[s, None] - 1.0)
+    price += 1.0
+    price *= (price0[s] * loc_price)[:, None]
+    tmp = np.multiply(promo, -discount[s, None])
+    tmp += 1.0
+    price *= tmp
+    np.round(price, 2, out=price)
+
+    log_mu = cal["effect"][cat[s] * N_LOCATIONS + loc]  # (series, day)
+    log_mu += (log_base - 0.5 * noise_sd ** 2)[:, None]
+    np.take(cal["yearly"], cat[s], axis=0, out=tmp)
+    tmp *= year_scale[s, None]
+    log_mu += tmp
+    np.multiply.outer(trend[s], cal["t_years"], out=tmp)
+    log_mu += tmp
+    np.multiply(promo, (promo_lift + elasticity * np.log1p(-discount))[s, None], out=tmp)
+    log_mu += tmp
+    np.multiply(after, (elasticity * np.log(change))[s, None], out=tmp)
+    log_mu += tmp
+    np.take(z, week, axis=1, out=tmp)
+    log_mu += tmp
+    np.minimum(log_mu, np.log(1e5), out=log_mu)
+    mu = np.exp(log_mu, out=log_mu)
+    del tmp
     lumpy = np.flatnonzero(zero_share)
     if len(lumpy):  # zero-inflated, lumpy demand; the mean stays mu
         p0 = zero_share[lumpy, None]
@@ -425,20 +472,32 @@ def _names(prefix: str, idx: np.ndarray, width: int) -> pa.Array:
 def _history_table(a: dict) -> pa.Table:
     """Long history table with dictionary-encoded string columns (no copy of the value arrays)."""
     n, p = a["demand"].shape
+    buf = a["buffers"]
     sku = a["series"] // N_LOCATIONS
-    loc = (a["series"] % N_LOCATIONS).astype(np.int32)
-    sku_dict = _names("SKU", np.arange(sku[0], sku[-1] + 1), 6)
+
+    def filled(name: str, values: np.ndarray) -> np.ndarray:
+        """Buffer ``name`` as (n, p) rows filled with ``values`` (broadcast), flattened."""
+        flat = buf[name][:n * p]
+        flat.reshape(n, p)[:] = values
+        return flat
+
+    def dict_column(name: str, codes: np.ndarray, dictionary: pa.Array) -> pa.DictionaryArray:
+        return pa.DictionaryArray.from_arrays(pa.array(filled(name, codes[:, None])), dictionary,
+                                              safe=False)  # codes are in range by construction
+
+    dates = filled("date_code", a["dates"].astype(np.int32)[None, :])
     cols = {
-        "sku": pa.DictionaryArray.from_arrays(np.repeat((sku - sku[0]).astype(np.int32), p), sku_dict),
-        "location": pa.DictionaryArray.from_arrays(
-            np.repeat(loc, p), _names("L", np.arange(N_LOCATIONS), 3)),
-        "date": pa.array(np.tile(a["dates"], n)),
+        "sku": dict_column("sku_code", sku - sku[0],
+                           _names("SKU", np.arange(sku[0], sku[-1] + 1), 6)),
+        "location": dict_column("location_code", a["series"] % N_LOCATIONS,
+                                _names("L", np.arange(N_LOCATIONS), 3)),
+        "date": pa.Array.from_buffers(pa.date32(), n * p, [None, pa.py_buffer(dates)]),
         "demand": pa.array(a["demand"].reshape(-1)),
         "price": pa.array(a["price"].reshape(-1)),
         "promo": pa.array(a["promo"].reshape(-1)),
         "holiday": pa.array(a["holiday"].reshape(-1)),
         "temperature": pa.array(a["temperature"].reshape(-1)),
-        "category": pa.DictionaryArray.from_arrays(np.repeat(a["category"], p), pa.array(CATEGORIES)),
+        "category": dict_column("category_code", a["category"], pa.array(CATEGORIES)),
     }
     return pa.table(cols)
 

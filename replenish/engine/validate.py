@@ -72,6 +72,14 @@ def to_numeric(arr: pa.ChunkedArray | pa.Array, column: str) -> np.ndarray:
                     f"(type {t})")
 
 
+def _plain(table: pa.Table) -> pa.Table:
+    """Decode dictionary columns (pandas categoricals, Parquet dictionaries) to their values."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_dictionary(f.type):
+            table = table.set_column(i, f.name, table.column(i).cast(f.type.value_type))
+    return table
+
+
 def infer_freq(series_id: np.ndarray, dates: np.ndarray) -> str:
     """'D' or 'W' from the smallest step between consecutive dates of the same series."""
     same = series_id[1:] == series_id[:-1]
@@ -134,7 +142,7 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
         nulls = table.column(key).null_count
         if nulls:
             raise DataError(f"column '{key}': rule 'key must not be missing' broken by {nulls} rows")
-    table = table.select(list(columns.all_columns()))
+    table = _plain(table.select(list(columns.all_columns())))
     dates = to_dates(table.column(columns.date), columns.date)
     table = table.set_column(table.column_names.index(columns.date), columns.date, pa.array(dates))
     order = pc.sort_indices(table, sort_keys=[(columns.sku, "ascending"),
@@ -279,6 +287,19 @@ def _fill_covariates(cov: np.ndarray, indptr: np.ndarray, names: tuple[str, ...]
     return counts
 
 
+def _match_keys(panel: Panel, sku: pa.ChunkedArray, location: pa.ChunkedArray) -> np.ndarray:
+    """Series index of each (sku, location) row, -1 when not in the panel.
+
+    Keys compare as text, so an inventory file with integer ids matches a history with the
+    same ids stored as strings (and the hash shards agree, see ``jobs._sharding``).
+    """
+    import pandas as pd
+    pk = pd.MultiIndex.from_arrays([pd.Index(panel.sku).astype(str), pd.Index(panel.location).astype(str)])
+    rows = pd.MultiIndex.from_arrays([pd.Index(sku.to_numpy()).astype(str),
+                                      pd.Index(location.to_numpy()).astype(str)])
+    return pk.get_indexer(rows).astype(np.int64)
+
+
 def _future_known(panel: Panel, future: pa.Table, columns: ColumnMap,
                   horizon: int | None) -> np.ndarray:
     """Known covariates for the periods after each series' end, shape (n_series, H, k)."""
@@ -286,11 +307,9 @@ def _future_known(panel: Panel, future: pa.Table, columns: ColumnMap,
     missing = [c for c in need if c not in future.column_names]
     if missing:
         raise DataError(f"future: required column(s) {missing} missing; it has {future.column_names}")
+    future = _plain(future)
     fdates = to_dates(future.column(columns.date), columns.date)
-    key_index = {k: i for i, k in enumerate(zip(panel.sku.tolist(), panel.location.tolist()))}
-    fs = future.column(columns.sku).to_pylist()
-    fl = future.column(columns.location).to_pylist()
-    sid = np.fromiter((key_index.get(k, -1) for k in zip(fs, fl)), dtype=np.int64, count=len(fs))
+    sid = _match_keys(panel, future.column(columns.sku), future.column(columns.location))
     unknown = sid < 0
     if unknown.any():
         log.warning("future: %d rows for SKU-locations not in the history ignored", int(unknown.sum()))
@@ -339,11 +358,8 @@ def validate_inventory(inventory: pa.Table, panel: Panel, columns: ColumnMap = C
     if missing:
         raise DataError(f"inventory: required column(s) {missing} missing; it has "
                         f"{inventory.column_names}")
-    isku = inventory.column(sc).to_pylist()
-    iloc = inventory.column(lc).to_pylist()
-    key_index = {k: i for i, k in enumerate(zip(panel.sku.tolist(), panel.location.tolist()))}
-    pos = np.fromiter((key_index.get(k, -1) for k in zip(isku, iloc)), dtype=np.int64,
-                      count=len(isku))
+    inventory = _plain(inventory)
+    pos = _match_keys(panel, inventory.column(sc), inventory.column(lc))
     unknown = int((pos < 0).sum())
     if unknown and unmatched == "error":
         raise DataError(f"inventory: rule 'every row is a SKU-location of the history' broken by "

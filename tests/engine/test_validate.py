@@ -196,3 +196,21 @@ def test_inventory_int_keys_match_string_keys():
     inv = _inventory(p)
     out = validate_inventory(inv, p)
     assert len(out["on_hand"]) == p.n_series
+
+
+def test_dictionary_columns_accepted(history):
+    t = history
+    for name in ("sku", "location", "category"):
+        t = t.set_column(t.column_names.index(name), name, t.column(name).dictionary_encode())
+    p = build_panel(t, COLS)
+    ref = build_panel(history, COLS)
+    assert p.sku.tolist() == ref.sku.tolist()
+    np.testing.assert_array_equal(p.demand, ref.demand)
+
+
+def test_inventory_keys_match_across_types():
+    t = make_history(str_keys=False)
+    p = build_panel(t, ColumnMap())
+    inv = _inventory(p, sku=p.sku.astype(str), location=p.location.astype(str), on_hand=np.arange(4.0))
+    out = validate_inventory(inv, p)
+    assert out["on_hand"].tolist() == [0.0, 1.0, 2.0, 3.0]
