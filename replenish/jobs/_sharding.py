@@ -81,6 +81,8 @@ def _write_split(table: pa.Table, key_cols: tuple[str, str], n_shards: int, stag
                  tag: str, counts: dict[int, int]) -> None:
     if table.num_rows == 0:
         return
+    from ..engine.validate import _plain
+    table = _plain(table)
     for k in key_cols:
         if table.column(k).null_count:
             from ..engine.contract import DataError

@@ -177,6 +177,30 @@ def optimize(panel: Panel, levels: np.ndarray, q: np.ndarray, inv: dict[str, np.
     return t
 
 
+def write_output(table: pa.Table, out: str, name: str, shard: int) -> dict[str, Any]:
+    """Write one shard's rows of an output dataset, partitioned by location (hive layout).
+
+    Files are ``OUT/<name>/location=<value>/part-<shard>.parquet`` (the value URI-encoded),
+    each written atomically; the same shard always writes the same names, so a retried or
+    resumed shard replaces its files and never duplicates rows. Returns
+    ``{relative path: {"rows", "sha256"}}``.
+    """
+    from urllib.parse import quote
+    files: dict[str, Any] = {}
+    loc = table.column("location")
+    if table.num_rows == 0:
+        return files
+    import pyarrow.compute as pc
+    body = table.drop_columns(["location"])
+    for value in pc.unique(loc).to_pylist():
+        part = body.filter(pc.equal(loc, pa.scalar(value, loc.type)))
+        rel = f"{name}/location={quote(str(value), safe='')}/part-{shard:05d}.parquet"
+        path = Path(out) / rel
+        write_parquet_atomic(part, path)
+        files[rel] = {"rows": part.num_rows, "sha256": file_checksum(path)}
+    return files
+
+
 def _read_forecasts_shard(stage: str, shard: int, freq: str | None) -> tuple[Panel, np.ndarray, np.ndarray] | None:
     """Forecasts of one shard (written by a forecast job) as (key panel, levels, q[n, H, Q])."""
     t = read_shard(stage, "forecasts", shard)
@@ -229,12 +253,11 @@ def optimize_shard_task(stage: str, shard: int, spec: dict[str, Any], out: str) 
         inv = validate_inventory(inv_tab, keys, ColumnMap(**spec["columns"]),
                                  InventoryDefaults().with_overrides(spec["inventory_defaults"]))
         ot = optimize(keys, levels, q, inv, spec)
-        path = Path(out) / "orders" / f"part-{shard:05d}.parquet"
-        write_parquet_atomic(ot, path)
+        files = write_output(ot, out, "orders", shard)
     except Exception as e:
         raise ShardError(f"shard {shard}: {type(e).__name__}: {e}") from e
     return {"shard": shard, "series": keys.n_series, "seconds": time.perf_counter() - t0,
-            "files": {f"orders/{path.name}": {"rows": ot.num_rows, "sha256": file_checksum(path)}}}
+            "files": files}
 
 
 def plan_shard_task(stage: str, shard: int, spec: dict[str, Any], model_dir: str, out: str,
@@ -254,10 +277,7 @@ def plan_shard_task(stage: str, shard: int, spec: dict[str, Any], model_dir: str
         q = model.predict(panel)
         levels = np.asarray(model.levels)
         if "forecast" in stages:
-            ft = forecast_table(panel, levels, q)
-            path = Path(out) / "forecasts" / f"part-{shard:05d}.parquet"
-            write_parquet_atomic(ft, path)
-            files[f"forecasts/{path.name}"] = {"rows": ft.num_rows, "sha256": file_checksum(path)}
+            files.update(write_output(forecast_table(panel, levels, q), out, "forecasts", shard))
         if "optimize" in stages:
             inv_tab = read_shard(stage, "inventory", shard)
             if inv_tab is None:
@@ -265,10 +285,7 @@ def plan_shard_task(stage: str, shard: int, spec: dict[str, Any], model_dir: str
                                 f"inventory row' broken by {panel.n_series} SKU-locations")
             inv = validate_inventory(inv_tab, panel, ColumnMap(**spec["columns"]),
                                      InventoryDefaults().with_overrides(spec["inventory_defaults"]))
-            ot = optimize(panel, levels, q, inv, spec)
-            path = Path(out) / "orders" / f"part-{shard:05d}.parquet"
-            write_parquet_atomic(ot, path)
-            files[f"orders/{path.name}"] = {"rows": ot.num_rows, "sha256": file_checksum(path)}
+            files.update(write_output(optimize(panel, levels, q, inv, spec), out, "orders", shard))
     except Exception as e:
         raise ShardError(f"shard {shard}: {type(e).__name__}: {e}") from e
     return {"shard": shard, "series": panel.n_series, "files": files,

@@ -47,11 +47,10 @@ def _run(stages, history, inventory=None, out=None, *, future=None, columns=None
         cfg.out = str(out) if out is not None else str(tmp / "out")
         summary = run_plan(cfg, stages=stages, overwrite=overwrite, client=client)
         if return_tables or (return_tables is None and out is None):
-            import pyarrow.dataset as ds
+            from .plan import read_output
             for name in ("forecasts", "orders"):
-                p = Path(cfg.out) / name
-                if p.exists():
-                    summary[name] = ds.dataset(p).to_table()
+                if (Path(cfg.out) / name).exists():
+                    summary[name] = read_output(cfg.out, name)
         if out is None:
             summary["out"] = None
         return summary

@@ -34,7 +34,7 @@ from ._tasks import optimize_shard_task, plan_shard_task, train_task
 from .cluster import connect
 from .config import PlanConfig
 
-__all__ = ["run_plan", "JobError", "read_manifest"]
+__all__ = ["run_plan", "JobError", "read_manifest", "read_output"]
 
 log = logging.getLogger("replenish")
 
@@ -46,6 +46,40 @@ class JobError(RuntimeError):
 def read_manifest(out: str | Path) -> dict[str, Any]:
     p = Path(out) / "manifest.json"
     return json.loads(p.read_text()) if p.exists() else {}
+
+
+def read_output(out: str | Path, name: str = "orders", columns: list[str] | None = None) -> pa.Table:
+    """One output dataset of a job (``"orders"`` or ``"forecasts"``) as a pyarrow Table.
+
+    The datasets are hive-partitioned by location; this restores the location column's
+    original type (recorded in the manifest), which a plain hive read would infer from the
+    folder names.
+    """
+    import pyarrow.dataset as pds
+    d = pds.dataset(Path(out) / name, format="parquet", partitioning="hive")
+    t = d.to_table(columns=columns)
+    typ = read_manifest(out).get("key_types", {}).get("location")
+    if "location" in t.column_names:
+        i = t.column_names.index("location")
+        col = t.column(i)
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(col.type.value_type)
+        if typ:
+            col = col.cast(pa.type_for_alias(typ))
+        t = t.set_column(i, "location", col)
+    return t
+
+
+def _key_types(cfg: PlanConfig) -> dict[str, str]:
+    src = cfg.history if cfg.history is not None else cfg.forecasts
+    schema = src.schema if isinstance(src, pa.Table) else open_dataset(src).schema
+    names = {"sku": cfg.columns.sku, "location": cfg.columns.location} if cfg.history is not None \
+        else {"sku": "sku", "location": "location"}
+    out = {}
+    for k, col in names.items():
+        typ = schema.field(col).type
+        out[k] = str(typ.value_type if pa.types.is_dictionary(typ) else typ)
+    return out
 
 
 def _write_manifest(out: Path, m: dict[str, Any]) -> None:
@@ -180,7 +214,8 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
             n_shards = _n_shards(cfg, n_workers)
             manifest = {"job": "plan", "stages": list(stages), "fingerprint": fp,
                         "status": "running", "n_shards": n_shards, "shards": {},
-                        "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "config": asdict(cfg)}
+                        "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "config": asdict(cfg),
+                        "key_types": _key_types(cfg)}
             for k in ("history", "inventory", "future"):
                 if isinstance(cfg.history if k == "history" else getattr(cfg, k), pa.Table):
                     manifest["config"][k] = "<pyarrow.Table>"
@@ -203,6 +238,7 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
                         or not _shard_files_ok(out, manifest["shards"][str(s)])]
                 t0 = time.perf_counter()
                 _say(f"optimize: {len(todo)} shards to do, {n_shards - len(todo)} already done")
+                _remove_unrecorded(out, manifest, todo)
                 _run_shards(cl, out, manifest, todo, optimize_shard_task,
                             (str(stage),), (spec, str(out)))
                 timings["shards_s"] = timings.get("shards_s", 0.0) + time.perf_counter() - t0
@@ -226,6 +262,7 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
                 t0 = time.perf_counter()
                 _say(f"{'+'.join(work)}: {len(todo)} shards to do, "
                      f"{n_shards - len(todo)} already done")
+                _remove_unrecorded(out, manifest, todo)
                 _run_shards(cl, out, manifest, todo, plan_shard_task, (str(stage),),
                             (spec, model_dir, str(out), work))
                 timings["shards_s"] = timings.get("shards_s", 0.0) + time.perf_counter() - t0
@@ -261,6 +298,16 @@ def _shard_files_ok(out: Path, rec: dict[str, Any]) -> bool:
     return all((out / f).exists() for f in rec.get("files", {}))
 
 
+def _remove_unrecorded(out: Path, manifest: dict[str, Any], todo: list[int]) -> None:
+    """Delete output files of shards about to be (re)done: a shard whose keys moved to fewer
+    locations than a crashed attempt wrote must not leave those extra files behind."""
+    names = {f"part-{s:05d}.parquet" for s in todo}
+    for sub in ("forecasts", "orders"):
+        for p in (out / sub).rglob("part-*.parquet") if (out / sub).exists() else ():
+            if p.name in names:
+                p.unlink()
+
+
 def _run_shards(cl, out: Path, manifest: dict, todo: list[int], task, before: tuple,
                 after: tuple) -> None:
     """Run ``task(*before, shard, *after)`` for every shard in ``todo``; record each in the manifest."""
@@ -292,10 +339,10 @@ def _summarize(out: Path, manifest: dict, seconds: float) -> dict[str, Any]:
     s: dict[str, Any] = {"out": str(out), "series": series, "shards": manifest["n_shards"],
                          "seconds": round(seconds, 1), "timings": manifest.get("timings", {})}
     orders_dir = out / "orders"
-    if orders_dir.exists() and any(orders_dir.glob("*.parquet")):
+    if orders_dir.exists() and any(orders_dir.rglob("*.parquet")):
         import pyarrow.compute as pc
-        t = open_dataset(orders_dir).to_table(
-            columns=["order_quantity", "order_value", "safety_stock", "order_date", "as_of"])
+        t = read_output(out, "orders", columns=["order_quantity", "order_value", "safety_stock",
+                                                "order_date", "as_of"])
         qty = t.column("order_quantity")
         s.update({
             "orders_today": int(pc.sum(pc.greater(qty, 0)).as_py() or 0),
