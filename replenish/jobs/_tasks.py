@@ -130,6 +130,13 @@ def forecast_table(panel: Panel, levels: np.ndarray, q: np.ndarray) -> pa.Table:
     return pa.table(cols)
 
 
+def _unlimited_as_none(max_order: np.ndarray) -> np.ndarray | None:
+    """The kernels take finite inputs only: 'no maximum' (inf) becomes None or a huge cap."""
+    if np.isinf(max_order).all():
+        return None
+    return np.where(np.isinf(max_order), 1e15, max_order)
+
+
 def optimize(panel: Panel, levels: np.ndarray, q: np.ndarray, inv: dict[str, np.ndarray],
              spec: dict[str, Any]) -> pa.Table:
     """Inventory decisions for every series of the panel (see README, 'orders')."""
@@ -145,7 +152,7 @@ def optimize(panel: Panel, levels: np.ndarray, q: np.ndarray, inv: dict[str, np.
         stockout_cost=np.where(np.isnan(inv["stockout_cost"]), 0.0, inv["stockout_cost"])
         if spec["target"] != "cost" else inv["stockout_cost"],
         order_cost=inv["order_cost"], moq=inv["moq"], case_pack=inv["case_pack"],
-        max_order=inv["max_order"], periods_per_year=365.0 / step, method=spec["method"],
+        max_order=_unlimited_as_none(inv["max_order"]), periods_per_year=365.0 / step, method=spec["method"],
         n_samples=spec["n_samples"], seed=spec["seed"])
     res = {k: np.asarray(v) for k, v in res.items()}
     as_of = panel.end + np.timedelta64(step, "D")

@@ -1,0 +1,48 @@
+"""Inventory-optimization kernels: pure array functions on NumPy or CuPy arrays.
+
+No pandas, no I/O, no Dask.  The batch job calls :func:`plan_orders`; the other
+functions are its building blocks.  Units: stock in units, time in periods (the
+forecast's period: days or weeks), money in currency.
+"""
+from .allocation import allocate_budget
+from .lead_time import (interval_demand_moments, lead_time_demand_moments, mixture_demand_moments,
+                        sample_lead_time_demand)
+from .orders import inventory_position, order_quantity, periods_until_order
+from .period_demand import daily_moments, quantile_function
+from .outcomes import normal_loss, normal_second_order_loss, outcomes_normal, outcomes_samples
+from .plan import plan_orders
+from .policies import (critical_fractile, economic_order_quantity, empirical_fill_rate_level,
+                       empirical_quantile, fill_rate_level, newsvendor_quantity, normal_policy,
+                       order_up_to_level, reorder_point, rq_policy, safety_stock, service_level_z,
+                       ss_power_approximation)
+
+__all__ = [
+    "plan_orders",
+    "allocate_budget",
+    "daily_moments",
+    "interval_demand_moments",
+    "mixture_demand_moments",
+    "lead_time_demand_moments",
+    "quantile_function",
+    "sample_lead_time_demand",
+    "inventory_position",
+    "order_quantity",
+    "periods_until_order",
+    "normal_loss",
+    "normal_second_order_loss",
+    "outcomes_normal",
+    "outcomes_samples",
+    "critical_fractile",
+    "economic_order_quantity",
+    "empirical_fill_rate_level",
+    "empirical_quantile",
+    "fill_rate_level",
+    "newsvendor_quantity",
+    "normal_policy",
+    "order_up_to_level",
+    "reorder_point",
+    "rq_policy",
+    "safety_stock",
+    "service_level_z",
+    "ss_power_approximation",
+]

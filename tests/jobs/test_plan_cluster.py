@@ -1,0 +1,241 @@
+"""The plan job on a real Dask LocalCluster with 2 worker processes and the real TFT.
+
+One cluster and one small trained model serve the whole module (training is the slow part).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from replenish.engine.contract import ColumnMap
+from replenish.engine.forecast import TFTForecaster
+from replenish.engine.validate import build_panel, validate_inventory
+from replenish.jobs._sharding import shard_of
+from replenish.jobs._tasks import optimize
+from replenish.jobs.config import PlanConfig
+from replenish.jobs.plan import JobError, read_manifest, read_output, run_plan
+from tests.conftest import make_history
+
+pytestmark = pytest.mark.slow
+
+TINY = {"horizon": 7, "encoder_length": 14, "hidden_size": 8, "attention_heads": 1,
+        "max_steps": 15, "batch_size": 64, "seed": 0}
+COLS = ColumnMap(known=("price", "promo"), static=("category",))
+N_SERIES = 16
+
+
+def _inventory(history: pa.Table, seed: int = 1) -> pa.Table:
+    keys = history.select(["sku", "location"]).group_by(["sku", "location"]).aggregate([])
+    n = keys.num_rows
+    rng = np.random.default_rng(seed)
+    return keys.append_column("on_hand", pa.array(rng.uniform(0, 40, n).round())) \
+        .append_column("on_order", pa.array(np.zeros(n))) \
+        .append_column("lead_time_days", pa.array(rng.integers(1, 5, n).astype(float))) \
+        .append_column("lead_time_std_days", pa.array(np.full(n, 0.5))) \
+        .append_column("service_level", pa.array(rng.uniform(0.6, 0.99, n))) \
+        .append_column("moq", pa.array(np.full(n, 10.0))) \
+        .append_column("case_pack", pa.array(np.full(n, 4.0)))
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    hist = make_history(n_series=N_SERIES, n_days=60, seed=3)
+    pq.write_table(hist.slice(0, 500), d / "h1.parquet")
+    (d / "history").mkdir()
+    pq.write_table(hist.slice(0, 500), d / "history" / "a.parquet")
+    pq.write_table(hist.slice(500), d / "history" / "b.parquet")
+    inv = _inventory(hist)
+    pq.write_table(inv, d / "inventory.parquet")
+    return {"dir": d, "history": hist, "inventory": inv}
+
+
+@pytest.fixture(scope="module")
+def trained(client, data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("train")
+    cfg = PlanConfig(history=str(data["dir"] / "history"), out=str(out), columns=COLS,
+                     forecast=dict(TINY), shards=3)
+    run_plan(cfg, stages=("train",), client=client)
+    return out / "model"
+
+
+def _cfg(data, out, model, **kw):
+    base = dict(history=str(data["dir"] / "history"), inventory=str(data["dir"] / "inventory.parquet"),
+                out=str(out), columns=COLS, forecast=dict(TINY), shards=4, model=str(model),
+                n_samples=400)
+    base.update(kw)
+    return PlanConfig(**base)
+
+
+def _orders(out) -> pa.Table:
+    return read_output(out, "orders").sort_by([("sku", "ascending"), ("location", "ascending")])
+
+
+def test_plan_outputs_schema_and_sanity(client, data, trained, tmp_path):
+    out = tmp_path / "out"
+    summary = run_plan(_cfg(data, out, trained), stages=("forecast", "optimize"), client=client)
+    assert summary["series"] == N_SERIES and (out / "_SUCCESS").exists()
+    m = read_manifest(out)
+    assert m["status"] == "complete" and len(m["shards"]) == 4
+    f = read_output(out, "forecasts")
+    assert f.num_rows == N_SERIES * TINY["horizon"]
+    qcols = [c for c in f.column_names if c.startswith("q")]
+    assert {"sku", "location", "date", "q0.5"} <= set(f.column_names)
+    q = np.stack([f.column(c).to_numpy() for c in qcols], 1)
+    assert (q >= 0).all() and (np.diff(q, axis=1) >= -1e-5).all()
+    o = _orders(out)
+    need = {"sku", "location", "safety_stock", "reorder_point", "order_up_to", "order_quantity",
+            "order_date"}
+    assert need <= set(o.column_names) and o.num_rows == N_SERIES
+    qty = o.column("order_quantity").to_numpy()
+    for c in ("safety_stock", "reorder_point", "order_up_to", "order_quantity"):
+        assert (o.column(c).to_numpy() >= 0).all(), c
+    pos = qty[qty > 0]
+    assert np.allclose(pos % 4, 0) and (pos >= 10).all()
+    sl = o.column("service_level").to_numpy()
+    rop = o.column("reorder_point").to_numpy()
+    ltd = o.column("lead_time_demand_mean").to_numpy()
+    assert (rop[sl > 0.5] >= ltd[sl > 0.5] - 1e-6).all()
+    assert (o.column("order_up_to").to_numpy() >= rop - 1e-6).all()
+    # an item whose position is below its reorder point orders today
+    position = o.column("inventory_position").to_numpy()
+    assert ((qty > 0) == (position <= rop))[position < rop].all()
+
+
+def test_sharded_equals_single_process(client, data, trained, tmp_path):
+    out = tmp_path / "sharded"
+    run_plan(_cfg(data, out, trained), stages=("forecast", "optimize"), client=client)
+    # the same work in this process, on the whole table at once
+    from replenish.jobs.plan import _spec
+    spec = _spec(_cfg(data, out, trained), has_future=False)  # no future: known act as observed
+    panel = build_panel(data["history"], ColumnMap(**spec["columns"]))
+    model = TFTForecaster.load(trained)
+    q = model.predict(panel)
+    inv = validate_inventory(data["inventory"], panel)
+    ref = optimize(panel, np.asarray(model.levels), q, inv, spec)
+    got = _orders(out)
+    for c in ("safety_stock", "reorder_point", "order_up_to", "order_quantity"):
+        np.testing.assert_allclose(got.column(c).to_numpy(), ref.column(c).to_numpy(),
+                                   rtol=1e-4, atol=1e-3, err_msg=c)
+    f = read_output(out, "forecasts").sort_by([("sku", "ascending"),
+                                                          ("location", "ascending"), ("date", "ascending")])
+    np.testing.assert_allclose(f.column("q0.5").to_numpy().reshape(N_SERIES, -1),
+                               q[:, :, list(model.levels).index(0.5)], rtol=1e-4, atol=1e-4)
+
+
+def test_resume_writes_only_missing_shards(client, data, trained, tmp_path):
+    out = tmp_path / "resume"
+    cfg = _cfg(data, out, trained)
+    run_plan(cfg, stages=("forecast", "optimize"), client=client)
+    m = read_manifest(out)
+    done = sorted(m["shards"], key=int)
+    victim = next(s for s in done if m["shards"][s]["files"])
+    for f in m["shards"][victim]["files"]:
+        (out / f).unlink()
+    del m["shards"][victim]
+    m["status"] = "running"
+    (out / "manifest.json").write_text(json.dumps(m))
+    (out / "_SUCCESS").unlink()
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("part-*.parquet")}
+    run_plan(cfg, stages=("forecast", "optimize"), client=client)
+    after = {p: p.stat().st_mtime_ns for p in out.rglob("part-*.parquet")}
+    rewritten = {p.name for p in after if before.get(p) != after[p]}
+    assert rewritten == {f"part-{int(victim):05d}.parquet"}
+    assert _orders(out).num_rows == N_SERIES and (out / "_SUCCESS").exists()
+
+
+def test_bad_shard_is_named_and_no_success_marker(client, data, trained, tmp_path):
+    hist = data["history"]
+    d = hist.column("demand").to_numpy().copy()
+    first_sku, first_loc = hist.column("sku")[0].as_py(), hist.column("location")[0].as_py()
+    d[[0, 1, 2]] = -1.0
+    bad = hist.set_column(hist.column_names.index("demand"), "demand", pa.array(d))
+    out = tmp_path / "bad"
+    cfg = _cfg(data, out, trained, history=bad)
+    with pytest.raises(JobError) as e:
+        run_plan(cfg, stages=("forecast", "optimize"), client=client)
+    shard = int(shard_of(np.array([first_sku]), np.array([first_loc]), 4)[0])
+    assert f"shard {shard}: DataError: column 'demand': rule 'demand must not be negative' " \
+           f"broken by 3 rows" in str(e.value)
+    assert "1 of 4 shards failed" in str(e.value)
+    assert not (out / "_SUCCESS").exists() and read_manifest(out)["status"] == "failed"
+
+
+class _KillOnce:
+    """Worker plugin: the first worker to start a given shard's task kills its own process."""
+
+    def __init__(self, marker: str, shard: int):
+        self.marker, self.shard = marker, shard
+
+    def setup(self, worker):
+        self.worker = worker
+
+    def transition(self, key, start, finish, **kw):
+        if finish == "executing" and str(key).startswith(f"shard-{self.shard:05d}") \
+                and not os.path.exists(self.marker):
+            Path(self.marker).write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_killed_worker_retries_and_output_is_complete(client, data, trained, tmp_path):
+    marker = tmp_path / "killed"
+    client.register_plugin(_KillOnce(str(marker), 1), name="kill-once")
+    try:
+        out = tmp_path / "killed_out"
+        run_plan(_cfg(data, out, trained), stages=("forecast", "optimize"), client=client)
+    finally:
+        client.unregister_worker_plugin("kill-once")
+    assert marker.exists()  # a worker really died mid-shard
+    o = _orders(out)
+    keys = list(zip(o.column("sku").to_pylist(), o.column("location").to_pylist()))
+    assert len(keys) == len(set(keys)) == N_SERIES
+    f = read_output(out, "forecasts")
+    assert f.num_rows == N_SERIES * TINY["horizon"]
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_other_job_in_same_folder_is_refused(client, data, trained, tmp_path):
+    out = tmp_path / "o"
+    run_plan(_cfg(data, out, trained), stages=("forecast", "optimize"), client=client)
+    with pytest.raises(JobError, match="different job"):
+        run_plan(_cfg(data, out, trained, target="fill_rate"), stages=("forecast", "optimize"),
+                 client=client)
+
+
+def test_cli_on_existing_scheduler_with_mapped_columns(client, data, trained, tmp_path):
+    from replenish.jobs.cli import main
+    hist = data["history"].rename_columns(["item", "store", "day", "units", "price", "promo", "category"])
+    pq.write_table(hist, tmp_path / "h.parquet")
+    inv = data["inventory"].rename_columns(["item", "store"] + data["inventory"].column_names[2:])
+    pq.write_table(inv, tmp_path / "i.parquet")
+    (tmp_path / "job.toml").write_text(
+        f"[forecast]\nhorizon = {TINY['horizon']}\n[policy]\nmethod = 'normal'\n")
+    rc = main(["plan", "--history", str(tmp_path / "h.parquet"), "--inventory", str(tmp_path / "i.parquet"),
+               "--out", str(tmp_path / "cli"), "--config", str(tmp_path / "job.toml"),
+               "--sku-col", "item", "--location-col", "store", "--date-col", "day",
+               "--demand-col", "units", "--known-cols", "price,promo", "--static-cols", "category",
+               "--model", str(trained), "--scheduler", client.scheduler.address, "--shards", "2"])
+    assert rc == 0
+    o = read_output(tmp_path / "cli", "orders")
+    assert o.num_rows == N_SERIES
+    rc = main(["plan", "--history", str(tmp_path / "h.parquet"), "--inventory", str(tmp_path / "i.parquet"),
+               "--out", str(tmp_path / "cli2"), "--model", str(trained),
+               "--scheduler", client.scheduler.address])
+    assert rc == 2  # default column names are not in this file: a clear error, not a crash
