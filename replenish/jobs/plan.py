@@ -75,6 +75,12 @@ def _key_types(cfg: PlanConfig) -> dict[str, str]:
     schema = src.schema if isinstance(src, pa.Table) else open_dataset(src).schema
     names = {"sku": cfg.columns.sku, "location": cfg.columns.location} if cfg.history is not None \
         else {"sku": "sku", "location": "location"}
+    required = list(cfg.columns.all_columns()) if cfg.history is not None else list(names.values())
+    missing = [c for c in required if c not in schema.names]
+    if missing:
+        raise DataError(f"{'history' if cfg.history is not None else 'forecasts'}: required "
+                        f"column(s) {missing} missing; it has {schema.names}. Map your names with "
+                        f"--sku-col/--location-col/--date-col/--demand-col/--known-cols/...")
     out = {}
     for k, col in names.items():
         typ = schema.field(col).type
@@ -225,7 +231,7 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
         stage = out / "_work"
         spec = _spec(cfg, cfg.future is not None)
         try:
-            if not manifest.get("staged"):
+            if not manifest.get("staged") or not stage.exists():
                 t0 = time.perf_counter()
                 shutil.rmtree(stage, ignore_errors=True)
                 _say(f"staging inputs into {n_shards} shards on {n_workers} workers")
@@ -244,7 +250,9 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
                 timings["shards_s"] = timings.get("shards_s", 0.0) + time.perf_counter() - t0
                 stages = ()
             model_dir = str(Path(cfg.model)) if cfg.model else str(out / "model")
-            if "train" in stages and not manifest.get("model"):
+            if "train" in stages and cfg.model:
+                _say(f"using the saved model {cfg.model} (no training)")
+            elif "train" in stages and not manifest.get("model"):
                 t0 = time.perf_counter()
                 _say("training the global model")
                 info = cl.submit(train_task, str(stage), list(range(n_shards)), spec, model_dir,
@@ -277,6 +285,7 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
     manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     summary = _summarize(out, manifest, time.perf_counter() - t_start)
     manifest["summary"] = summary
+    manifest["staged"] = False  # the staged shards are removed now
     _write_manifest(out, manifest)
     shutil.rmtree(out / "_work", ignore_errors=True)
     (out / "_SUCCESS").write_text("")

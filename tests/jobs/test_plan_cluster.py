@@ -178,7 +178,10 @@ def test_bad_shard_is_named_and_no_success_marker(client, data, trained, tmp_pat
     assert not (out / "_SUCCESS").exists() and read_manifest(out)["status"] == "failed"
 
 
-class _KillOnce:
+from distributed.diagnostics.plugin import WorkerPlugin  # noqa: E402
+
+
+class _KillOnce(WorkerPlugin):
     """Worker plugin: the first worker to start a given shard's task kills its own process."""
 
     def __init__(self, marker: str, shard: int):
@@ -219,7 +222,7 @@ def test_other_job_in_same_folder_is_refused(client, data, trained, tmp_path):
                  client=client)
 
 
-def test_cli_on_existing_scheduler_with_mapped_columns(client, data, trained, tmp_path):
+def test_cli_on_existing_scheduler_with_mapped_columns(client, data, trained, tmp_path, capsys):
     from replenish.jobs.cli import main
     hist = data["history"].rename_columns(["item", "store", "day", "units", "price", "promo", "category"])
     pq.write_table(hist, tmp_path / "h.parquet")
@@ -239,3 +242,4 @@ def test_cli_on_existing_scheduler_with_mapped_columns(client, data, trained, tm
                "--out", str(tmp_path / "cli2"), "--model", str(trained),
                "--scheduler", client.scheduler.address])
     assert rc == 2  # default column names are not in this file: a clear error, not a crash
+    assert "required column(s) ['sku', 'location', 'date', 'demand'] missing" in capsys.readouterr().err
