@@ -1,0 +1,372 @@
+"""Quantile demand forecasts of many series with one global Temporal Fusion Transformer.
+
+The model is pytorch-forecasting's ``TemporalFusionTransformer``; what is ours is the way it
+is fed and trained: windows are cut straight from the :class:`~replenish.engine.panel.Panel`
+by vectorized gathers (``_sampler``), with exactly the encodings and scalings of a
+``TimeSeriesDataSet`` fitted once on a small sample, and trained by a lean loop (``_tft``).
+
+Inputs of the model, per series and period:
+
+- demand (target; also an encoder input), normalised per window by an ``EncoderNormalizer``
+  fitted on the encoder demand; the window's center and scale are static inputs too;
+- calendar from the dates, known ahead: day of week and month (categories), day of month and
+  day of year (numbers) for daily panels; week of year ((day_of_year - 1) // 7 + 1) and month
+  (categories) and day of year for weekly panels;
+- ``Panel.known`` columns: known-future numbers (price, promotions, holidays, weather
+  forecasts); their horizon values come from ``Panel.future_known`` at prediction time;
+- ``Panel.observed`` columns: numbers known only in the past (encoder only);
+- ``Panel.static``: per-series categories (int/str) and numbers (float); the SKU and the
+  location are static categories too. Categories never seen in training map to the model's
+  "unknown" category (code 0);
+- encoder length and position relative to the forecast start (pytorch-forecasting's
+  ``add_encoder_length`` and ``add_relative_time_idx``).
+
+Missing covariate values are filled by ``build_panel`` (forward, backward, else 0) before
+they get here. A series shorter than the encoder is forecast from the history it has
+(encoder padded, with its length given to the model); a 1-period series gets one extra
+zero-demand period before its start. Every series gets a forecast.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import _features, _sampler, _tft
+from .panel import Panel
+
+__all__ = ["ForecastConfig", "TFTForecaster"]
+
+log = logging.getLogger("replenish")
+
+#: Fields that define the model (taken from the checkpoint when fine-tuning).
+_MODEL_FIELDS = ("horizon", "encoder_length", "quantiles", "hidden_size",
+                 "hidden_continuous_size", "attention_heads", "dropout", "lstm_layers",
+                 "target_transform")
+
+
+@dataclass
+class ForecastConfig:
+    """Settings of the forecaster (JSON-serialisable).
+
+    Attributes
+    ----------
+    horizon : int
+        Periods forecast after each series' last period.
+    encoder_length : int
+        Periods of history the model looks at.
+    quantiles : tuple of float
+        Quantile levels in (0, 1), increasing; the default reaches the 1% and 99% tails.
+    hidden_size, hidden_continuous_size, attention_heads, lstm_layers, dropout
+        TFT architecture.
+    target_transform : {None, "log1p", "softplus", "relu"}
+        Transformation inside the per-window EncoderNormalizer.
+    learning_rate, batch_size, max_steps
+        Adam learning rate (cosine decay to 10%), windows per step, steps.
+    time_budget_s : float or None
+        Training wall-clock limit, seconds (stopping on it is not reproducible).
+    val_every, patience
+        Validate every ``val_every`` steps; stop after ``patience`` validations without
+        improvement. The validation windows are the last ``horizon`` periods of each series
+        (``validation=True``), held out from training.
+    validation : bool
+        Hold out the last horizon for validation and early stopping.
+    short_fraction : float
+        Share of training batches with random encoder lengths (teaches short histories).
+    grad_clip : float
+        Gradient norm clip (0: off).
+    loss_floor : float or None
+        None: pinball loss in units of demand; a number f: each window's loss divided by its
+        mean absolute demand + f (scale-free, so large series do not dominate).
+    seed : int
+        Seed of window sampling, initialisation and dropout.
+    device : {"auto", "cpu", "cuda"}
+    compile : {"auto", True, False}
+        ``torch.compile`` the fixed-length forward ("auto": on CUDA only).
+    precision : {"auto", "32", "bf16"}
+        "auto": bf16 autocast on CUDA, float32 on CPU.
+    predict_batch_size : int
+        Series per prediction batch (0: 1024 on CPU, 8192 on CUDA).
+    fit_sample_series, val_series : int
+        Series in the dataset used to fit encoders; maximum validation series.
+    """
+
+    horizon: int = 28
+    encoder_length: int = 112
+    quantiles: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
+    hidden_size: int = 32
+    hidden_continuous_size: int = 16
+    attention_heads: int = 4
+    lstm_layers: int = 1
+    dropout: float = 0.1
+    target_transform: str | None = None
+    learning_rate: float = 3e-3
+    batch_size: int = 128
+    max_steps: int = 500
+    time_budget_s: float | None = None
+    val_every: int = 100
+    patience: int = 4
+    validation: bool = True
+    short_fraction: float = 0.1
+    grad_clip: float = 1.0
+    loss_floor: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    compile: Any = "auto"
+    precision: str = "auto"
+    predict_batch_size: int = 0
+    fit_sample_series: int = 256
+    val_series: int = 4096
+
+    def __post_init__(self) -> None:
+        self.quantiles = tuple(float(q) for q in self.quantiles)
+        q = np.asarray(self.quantiles)
+        if len(q) == 0 or np.any((q <= 0) | (q >= 1)) or np.any(np.diff(q) <= 0):
+            raise ValueError(f"quantiles must be increasing levels in (0, 1), got {self.quantiles}")
+        if self.horizon < 1 or self.encoder_length < 2:
+            raise ValueError("horizon must be >= 1 and encoder_length >= 2 periods")
+        if self.target_transform not in (None, "log1p", "softplus", "relu"):
+            raise ValueError(f"target_transform {self.target_transform!r} not supported")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["quantiles"] = list(self.quantiles)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ForecastConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+class TFTForecaster:
+    """Global TFT quantile forecaster over the series of a Panel.
+
+    Parameters
+    ----------
+    config : ForecastConfig, optional
+
+    Attributes
+    ----------
+    levels : ndarray, shape (Q,)
+        Quantile levels of the forecasts.
+    history : dict
+        Training curve, validation losses, samples per second, stop reason, timings.
+    """
+
+    def __init__(self, config: ForecastConfig | None = None):
+        self.config = config or ForecastConfig()
+        self.levels = np.asarray(self.config.quantiles, dtype=np.float64)
+        self.history: dict[str, Any] = {}
+        self.model = None
+        self.spec: _features.FeatureSpec | None = None
+        self.arch: dict[str, Any] | None = None
+        self._device = _device(self.config.device)
+
+    # ---- training ----------------------------------------------------------------------
+    def fit(self, panel: Panel, init_from: str | Path | None = None) -> "TFTForecaster":
+        """Train on all series of ``panel``.
+
+        Parameters
+        ----------
+        panel : Panel
+            History; demand in units per period. Series need ``horizon + 2`` periods to give
+            training windows (``2 * horizon + 2`` with the validation holdout; without any such
+            series training runs without validation); shorter ones are still forecast.
+        init_from : path, optional
+            A saved model folder to fine-tune (continuous learning): its architecture,
+            encodings and weights are kept; training settings come from this config.
+        """
+        cfg = self.config
+        t0 = time.perf_counter()
+        torch.manual_seed(cfg.seed)
+        if init_from is not None:
+            state, meta = _tft.load_checkpoint(init_from)
+            self._restore(meta, state)
+            _check_schema(self.spec, panel)
+        else:
+            spec = _features.make_spec(panel, cfg.encoder_length, cfg.horizon,
+                                      cfg.target_transform)
+            dataset, self.spec = _features.fit_dataset(panel, spec, cfg.fit_sample_series,
+                                                      seed=cfg.seed)
+            torch.manual_seed(cfg.seed)
+            self.model = _tft.build_model(dataset, cfg.quantiles, cfg.hidden_size,
+                                          cfg.attention_heads, cfg.dropout,
+                                          cfg.hidden_continuous_size, cfg.lstm_layers)
+            self.arch = _tft.architecture(self.model)
+        spec = self.spec
+        self.model.to(self._device)
+        holdout = spec.horizon if cfg.validation else 0
+        plan = _sampler.WindowPlan(panel.lengths, spec.encoder_length, spec.horizon, holdout)
+        if plan.n_windows == 0 and holdout:
+            log.warning("fit: no series is long enough to hold out its last %d periods for "
+                        "validation; training without validation or early stopping", holdout)
+            plan = _sampler.WindowPlan(panel.lengths, spec.encoder_length, spec.horizon, 0)
+        if plan.n_windows == 0:
+            raise ValueError(f"fit: no series has the {spec.horizon + 2} periods a training "
+                             f"window needs (2 encoder periods + the horizon); shorten the "
+                             f"horizon or provide longer history")
+        sampler = _sampler.WindowSampler(spec, panel, self._device)
+        runner = self._runner()
+        floor = None if cfg.loss_floor is None else float(cfg.loss_floor)
+        prep = time.perf_counter() - t0
+        hist = _tft.train(
+            runner, sampler, plan, self._levels_t(), steps=cfg.max_steps,
+            batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+            time_budget_s=cfg.time_budget_s, val_every=cfg.val_every, patience=cfg.patience,
+            short_fraction=cfg.short_fraction, grad_clip=cfg.grad_clip, loss_floor=floor,
+            seed=cfg.seed, val_series=cfg.val_series,
+            predict_batch_size=self._predict_batch(), luts=self._luts())
+        hist.update(prepare_seconds=prep, fit_seconds=time.perf_counter() - t0,
+                    device=str(self._device), series=panel.n_series,
+                    unknown_keys=sampler.n_unknown_keys,
+                    parameters=sum(p.numel() for p in self.model.parameters()),
+                    init_from=None if init_from is None else str(init_from))
+        self.history = hist
+        log.info("forecaster trained: %d steps, %.0f samples/s, stopped by %s", hist["steps"],
+                 hist["samples_per_s"], hist["stopped"])
+        return self
+
+    # ---- prediction --------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, panel: Panel) -> np.ndarray:
+        """Quantile forecasts of the ``horizon`` periods after each series' end.
+
+        Parameters
+        ----------
+        panel : Panel
+            History of the series to forecast (any series; unseen SKUs/locations use the
+            model's "unknown" category). ``panel.future_known`` (n_series, >= horizon, k)
+            must hold the known covariates of the horizon when the model uses any.
+
+        Returns
+        -------
+        ndarray of float32, shape (n_series, horizon, Q)
+            Demand quantiles, units per period, >= 0 and non-decreasing along Q.
+        """
+        if self.model is None:
+            raise RuntimeError("predict: the forecaster is not trained; call fit() or load()")
+        spec = self.spec
+        _check_schema(spec, panel)
+        if spec.known:
+            fk = panel.future_known
+            if fk is None:
+                raise ValueError(
+                    f"predict: the model uses known covariates {spec.known} but "
+                    f"panel.future_known is None; build the panel with "
+                    f"build_panel(..., future=<table of their future values>, horizon="
+                    f"{spec.horizon}) or set panel.future_known to an array of shape "
+                    f"(n_series, {spec.horizon}, {len(spec.known)})")
+            if fk.shape[1] < spec.horizon or fk.shape[2] != len(spec.known):
+                raise ValueError(f"predict: panel.future_known has shape {fk.shape}; needs "
+                                 f"(n_series, >= {spec.horizon}, {len(spec.known)})")
+        plan = _sampler.WindowPlan(panel.lengths, spec.encoder_length, spec.horizon, 0)
+        dec, enc = plan.prediction()
+        sampler = _sampler.WindowSampler(spec, panel, "cpu")
+        if sampler.n_unknown_keys:
+            log.info("predict: %d SKU/location keys not seen in training use the unknown "
+                     "category", sampler.n_unknown_keys)
+        runner = self._runner()
+        self.model.eval()
+        out = np.empty((panel.n_series, spec.horizon, len(self.levels)), np.float32)
+        series = np.arange(panel.n_series)
+        for pos, _, pred in runner.predict(sampler, series, dec, enc, self._predict_batch(),
+                                           self._luts()):
+            pred = torch.sort(pred, dim=-1).values.clamp_(min=0)
+            out[pos] = pred.cpu().numpy()
+        return out
+
+    # ---- persistence -------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write the model to the folder ``path``: ``weights.pt`` (tensors, read back with
+        ``torch.load(weights_only=True)``) and ``model.json`` (config, input encodings and
+        scalers, architecture, training history)."""
+        if self.model is None:
+            raise RuntimeError("save: the forecaster is not trained")
+        meta = {"config": self.config.to_dict(), "spec": self.spec.to_dict(),
+                "arch": self.arch, "history": _jsonable(self.history)}
+        _tft.save_checkpoint(path, self.model.state_dict(), meta)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> "TFTForecaster":
+        """A forecaster saved with :meth:`save`, ready to predict or fine-tune."""
+        state, meta = _tft.load_checkpoint(path)
+        cfg = ForecastConfig.from_dict({**meta["config"], "device": device})
+        self = cls(cfg)
+        self._restore(meta, state)
+        self.history = meta.get("history", {})
+        return self
+
+    # ---- internals ---------------------------------------------------------------------
+    def _restore(self, meta: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
+        saved = meta["config"]
+        changed = [k for k in _MODEL_FIELDS
+                   if json.dumps(saved.get(k)) != json.dumps(getattr(self.config, k)
+                                                             if k != "quantiles"
+                                                             else list(self.config.quantiles))]
+        if changed:
+            log.warning("model settings %s come from the checkpoint", changed)
+            self.config = ForecastConfig.from_dict(
+                {**self.config.to_dict(), **{k: saved[k] for k in _MODEL_FIELDS}})
+            self.levels = np.asarray(self.config.quantiles, dtype=np.float64)
+        self.spec = _features.FeatureSpec.from_dict(meta["spec"])
+        self.arch = meta["arch"]
+        self.model = _tft.model_from_hparams(self.arch, list(self.config.quantiles),
+                                             self.spec.target_transform)
+        self.model.load_state_dict(state)
+        self.model.to(self._device).eval()
+
+    def _runner(self) -> _tft.Runner:
+        cfg, dev = self.config, self._device
+        bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and dev.type == "cuda")
+        comp = cfg.compile if isinstance(cfg.compile, bool) else dev.type == "cuda"
+        key = (id(self.model), bf16, comp)
+        if getattr(self, "_runner_key", None) != key:
+            self._runner_obj = _tft.Runner(self.model, self.spec.target_transform, dev,
+                                           torch.bfloat16 if bf16 else None, comp)
+            self._runner_key = key
+        return self._runner_obj
+
+    def _luts(self):
+        return _features.category_luts(self.spec, self._device)
+
+    def _levels_t(self) -> torch.Tensor:
+        return torch.as_tensor(self.levels, dtype=torch.float32, device=self._device)
+
+    def _predict_batch(self) -> int:
+        return self.config.predict_batch_size or (8192 if self._device.type == "cuda" else 1024)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def _check_schema(spec: _features.FeatureSpec, panel: Panel) -> None:
+    """The panel must have the covariates and frequency the model was trained with."""
+    problems = []
+    if panel.freq != spec.freq:
+        problems.append(f"frequency {panel.freq!r} (model: {spec.freq!r})")
+    if list(panel.known_names) != spec.known:
+        problems.append(f"known covariates {list(panel.known_names)} (model: {spec.known})")
+    if list(panel.observed_names) != spec.observed:
+        problems.append(f"observed covariates {list(panel.observed_names)} "
+                        f"(model: {spec.observed})")
+    missing = [n for n in spec.static_cats + spec.static_reals if n not in panel.static]
+    if missing:
+        problems.append(f"static attributes {missing} missing")
+    if problems:
+        raise ValueError("panel does not match the model: " + "; ".join(problems))
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(d, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
