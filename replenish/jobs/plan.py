@@ -67,6 +67,10 @@ def read_output(out: str | Path, name: str = "orders", columns: list[str] | None
         if typ:
             col = col.cast(pa.type_for_alias(typ))
         t = t.set_column(i, "location", col)
+        names = t.column_names
+        if "sku" in names:
+            rest = [c for c in names if c not in ("sku", "location")]
+            t = t.select(["sku", "location", *rest])
     return t
 
 
