@@ -1,17 +1,20 @@
-"""The TFT module of pytorch-forecasting: construction, a sync-free forward, checkpoints.
+"""The TFT module of pytorch-forecasting: construction, a fast forward, training, checkpoints.
 
 The model is always ``pytorch_forecasting.TemporalFusionTransformer``, built with
-``from_dataset`` on the small dataset of :func:`replenish.engine._sampler.fit_dataset` and
+``from_dataset`` on the small dataset of :func:`replenish.engine._features.fit_dataset` and
 rebuilt from its JSON hyperparameters when a saved model folder is loaded (the weights are
 read with ``torch.load(weights_only=True)``: no unpickling of arbitrary objects).
 
-:func:`forward_fixed` is ``TemporalFusionTransformer.forward`` for batches whose encoders all
-have the batch's full width (the common case: every series with at least ``encoder_length``
-periods). It calls the same submodules with the same weights but takes the encoder length
-from the tensor shape instead of ``int(encoder_lengths.max())``, runs the LSTMs without
-packing (no ``lengths.cpu()``) and builds the attention mask from shapes only, so the
-forward has no host synchronisation and no data-dependent shapes and can be compiled as
-one graph. Batches with shorter encoders go through the stock ``forward``.
+:func:`forward_fixed` computes ``TemporalFusionTransformer.forward``'s prediction for batches
+whose encoders all have the batch's full width (every series with at least
+``encoder_length`` periods), with the module's own submodules and weights, but: the encoder
+length comes from the tensor shape instead of ``int(encoder_lengths.max())``; the LSTMs run
+without packing (no ``lengths.cpu()``); the attention mask is built from shapes; static
+contexts are applied once per window instead of once per period; the attention heads run as
+one batched product. So the forward has no host synchronisation and no data-dependent
+shapes (GPUs compile it), and on CPUs it evaluates the per-variable networks once per
+distinct input value. Batches with shorter encoders take the same function with packed
+LSTMs and a padding mask (eager). Tests check both against the stock forward.
 """
 from __future__ import annotations
 
@@ -90,12 +93,15 @@ def _lstm(module: nn.LSTM, x: torch.Tensor, state: tuple[torch.Tensor, torch.Ten
 
 
 def forward_fixed(model, x: dict[str, torch.Tensor], target_transform: str | None,
-                  unique: bool = False) -> torch.Tensor:
-    """Quantile forecasts of full-width windows, shape (B, H, Q), units per period.
+                  unique: bool = False, variable: bool = False) -> torch.Tensor:
+    """Quantile forecasts of a batch of windows, shape (B, H, Q), units per period.
 
-    Same result as ``model(x)["prediction"]`` when every ``encoder_lengths`` equals the
-    encoder width; only ``encoder_cat/cont``, ``decoder_cat/cont`` and ``target_scale`` are
-    read. Not sorted or clipped.
+    Same result as ``model(x)["prediction"]`` (not sorted or clipped). With
+    ``variable=False`` every encoder must have the batch's full width: only
+    ``encoder_cat/cont``, ``decoder_cat/cont`` and ``target_scale`` are read, nothing waits
+    for the host. ``variable=True`` handles shorter encoders (right-padded, the width being
+    the longest) as the stock forward does: packed LSTMs and a padding mask, which read
+    ``encoder_lengths`` on the host.
 
     ``unique=True`` (CPU): each time-varying input's single-variable network runs once per
     distinct value in the batch and the results are gathered back, which is the same
@@ -135,8 +141,14 @@ def forward_fixed(model, x: dict[str, torch.Tensor], target_transform: str | Non
     layers = hp.lstm_layers
     h0 = model.static_context_initial_hidden_lstm(static).expand(layers, -1, -1)
     c0 = model.static_context_initial_cell_lstm(static).expand(layers, -1, -1)
-    enc_out, state = _lstm(model.lstm_encoder, enc, (h0, c0))
-    dec_out, _ = _lstm(model.lstm_decoder, dec, state)
+    if variable:
+        enc_out, state = model.lstm_encoder(enc, (h0, c0), lengths=x["encoder_lengths"],
+                                            enforce_sorted=False)
+        dec_out, _ = model.lstm_decoder(dec, state, lengths=x["decoder_lengths"],
+                                        enforce_sorted=False)
+    else:
+        enc_out, state = _lstm(model.lstm_encoder, enc, (h0, c0))
+        dec_out, _ = _lstm(model.lstm_decoder, dec, state)
     lstm_enc = model.post_lstm_add_norm_encoder(model.post_lstm_gate_encoder(enc_out), enc)
     lstm_dec = model.post_lstm_add_norm_decoder(model.post_lstm_gate_decoder(dec_out), dec)
     lstm_out = torch.cat([lstm_enc, lstm_dec], 1)
@@ -146,7 +158,10 @@ def forward_fixed(model, x: dict[str, torch.Tensor], target_transform: str | Non
     h = t_all - enc_w
     step = torch.arange(h, device=x_cont.device)
     causal = step[None, :] >= step[:, None]          # decoder step j may not see steps >= j
-    mask = torch.cat([causal.new_zeros(h, enc_w), causal], 1)
+    mask = torch.cat([causal.new_zeros(h, enc_w), causal], 1)                 # (H, T)
+    if variable:   # padded encoder periods may not be attended either: (B, 1, H, T)
+        pad = torch.arange(enc_w, device=x_cont.device) >= x["encoder_lengths"][:, None]
+        mask = mask | torch.cat([pad, pad.new_zeros(b, h)], 1)[:, None, None, :]
     attn_out = _attention(model.multihead_attn, attn_in[:, enc_w:], attn_in, mask)
     out = model.post_attn_gate_norm(attn_out, attn_in[:, enc_w:])
     out = model.pos_wise_ff(out)
@@ -313,8 +328,8 @@ class Runner:
         with ctx:
             if full_width:
                 out = self.fixed(self.model, x, self.transform, self.unique)
-            else:
-                out = self.model(x)["prediction"]
+            else:   # shorter encoders: packed LSTMs, eager
+                out = forward_fixed(self.model, x, self.transform, self.unique, variable=True)
         return out.float()
 
     def predict(self, sampler, series: np.ndarray, dec_start: np.ndarray, enc_len: np.ndarray,

@@ -108,7 +108,7 @@ class ForecastConfig:
     target_transform: str | None = None
     learning_rate: float = 3e-3
     batch_size: int = 128
-    max_steps: int = 500
+    max_steps: int = 700
     time_budget_s: float | None = None
     val_every: int = 100
     patience: int = 4

@@ -20,16 +20,21 @@ def fitted():
 
 
 @pytest.mark.parametrize("unique", [False, True])
-def test_fixed_forward_equals_stock_forward(fitted, unique):
+@pytest.mark.parametrize("variable", [False, True])
+def test_fast_forward_equals_stock_forward(fitted, unique, variable):
     panel, f = fitted
     f.model.eval()
     sampler = WindowSampler(f.spec, panel)
     b = 16
+    enc = torch.full((b,), 14)
+    if variable:
+        enc = torch.tensor([2, 3, 5, 8, 13, 12, 7, 2] * 2)
     x = sampler.windows(torch.arange(b) % 8, torch.full((b,), 40) + torch.arange(b),
-                        torch.full((b,), 14), 14, luts=category_luts(f.spec, "cpu"))
+                        enc, int(enc.max()), luts=category_luts(f.spec, "cpu"))
     with torch.no_grad():
         stock = f.model(x)["prediction"]
-        fast = _tft.forward_fixed(f.model, x, f.spec.target_transform, unique=unique)
+        fast = _tft.forward_fixed(f.model, x, f.spec.target_transform, unique=unique,
+                                  variable=variable)
     torch.testing.assert_close(fast, stock, rtol=1e-4, atol=1e-4)
 
 
