@@ -83,7 +83,7 @@ def run_size(n_series: int, n_days: int, work: Path, n_workers: int, train_serie
 
 def pf_predict_series_per_s(n_series: int, n_days: int) -> float:
     """pytorch-forecasting's own pipeline: TimeSeriesDataSet build + predict, series/s."""
-    import numpy as np
+    import pandas as pd
     import torch
     from pytorch_forecasting import TemporalFusionTransformer, TimeSeriesDataSet
     from pytorch_forecasting.metrics import QuantileLoss
@@ -91,7 +91,8 @@ def pf_predict_series_per_s(n_series: int, n_days: int) -> float:
     from replenish.engine.synth import synth_tables
     hist, _ = synth_tables(n_series, n_days, seed=1)
     df = hist.to_pandas()
-    df["time_idx"] = (df["date"] - df["date"].min()).dt.days.astype(int)
+    dates = pd.to_datetime(df["date"])
+    df["time_idx"] = (dates - dates.min()).dt.days.astype(int)
     enc, hor = SMALL_MODEL["encoder_length"], SMALL_MODEL["horizon"]
     t0 = time.perf_counter()
     tsd = TimeSeriesDataSet(df, time_idx="time_idx", target="demand", group_ids=["sku", "location"],

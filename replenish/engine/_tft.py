@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,15 @@ ARCH_KEYS = (
 )
 
 
+@contextlib.contextmanager
+def _quiet_hparams():
+    # Lightning's save_hyperparameters warns that the loss and metrics modules are saved
+    # twice; they are rebuilt from JSON here, never read from a Lightning checkpoint.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Attribute '(loss|logging_metrics)' is an instance")
+        yield
+
+
 def _normalizer(target_transform: str | None):
     from pytorch_forecasting.data.encoders import EncoderNormalizer
     return EncoderNormalizer(method="standard", transformation=target_transform)
@@ -59,11 +69,12 @@ def build_model(dataset, quantiles: tuple[float, ...], hidden_size: int, attenti
     """A fresh TemporalFusionTransformer for ``dataset`` with a QuantileLoss head."""
     from pytorch_forecasting import TemporalFusionTransformer
     from pytorch_forecasting.metrics import QuantileLoss
-    return TemporalFusionTransformer.from_dataset(
-        dataset, hidden_size=hidden_size, attention_head_size=attention_heads,
-        dropout=dropout, hidden_continuous_size=hidden_continuous_size,
-        lstm_layers=lstm_layers, loss=QuantileLoss(list(quantiles)),
-        logging_metrics=nn.ModuleList([]), log_interval=-1)
+    with _quiet_hparams():
+        return TemporalFusionTransformer.from_dataset(
+            dataset, hidden_size=hidden_size, attention_head_size=attention_heads,
+            dropout=dropout, hidden_continuous_size=hidden_continuous_size,
+            lstm_layers=lstm_layers, loss=QuantileLoss(list(quantiles)),
+            logging_metrics=nn.ModuleList([]), log_interval=-1)
 
 
 def architecture(model) -> dict[str, Any]:
@@ -81,9 +92,10 @@ def model_from_hparams(arch: dict[str, Any], quantiles: list[float],
     from pytorch_forecasting.metrics import QuantileLoss
     arch = dict(arch)
     arch["embedding_sizes"] = {k: tuple(v) for k, v in arch["embedding_sizes"].items()}
-    return TemporalFusionTransformer(
-        **arch, loss=QuantileLoss(list(quantiles)), logging_metrics=nn.ModuleList([]),
-        output_transformer=_normalizer(target_transform), log_interval=-1)
+    with _quiet_hparams():
+        return TemporalFusionTransformer(
+            **arch, loss=QuantileLoss(list(quantiles)), logging_metrics=nn.ModuleList([]),
+            output_transformer=_normalizer(target_transform), log_interval=-1)
 
 
 def _lstm(module: nn.LSTM, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):

@@ -24,7 +24,8 @@ import pyarrow.compute as pc
 from .contract import ColumnMap, DataError, INVENTORY_COLUMNS, InventoryDefaults
 from .panel import FREQ_STEP_DAYS, Panel
 
-__all__ = ["build_panel", "validate_inventory", "infer_freq", "to_dates", "to_numeric"]
+__all__ = ["build_panel", "check_rows", "checked_demand", "validate_inventory", "infer_freq",
+           "to_dates", "to_numeric"]
 
 log = logging.getLogger("replenish")
 
@@ -72,12 +73,79 @@ def to_numeric(arr: pa.ChunkedArray | pa.Array, column: str) -> np.ndarray:
                     f"(type {t})")
 
 
+def checked_demand(arr: pa.ChunkedArray | pa.Array, column: str, negative: str = "error",
+                   missing_demand: str = "error", report: dict[str, Any] | None = None) -> np.ndarray:
+    """Demand as float64 units per period, after its row rules (finite, not negative).
+
+    Raises :class:`DataError` naming the column, the rule and the rows that break it, or
+    applies the chosen repair (``negative="clip"``, ``missing_demand="zero"``), counting it in
+    ``report`` and logging it when a report is given.
+    """
+    demand = to_numeric(arr, column)
+    bad = ~np.isfinite(demand)
+    if bad.any():
+        if missing_demand == "error" or np.isinf(demand).any():
+            raise DataError(f"column '{column}': rule 'demand must be a finite number' "
+                            f"broken by {int(bad.sum())} rows (use --missing-demand zero to treat "
+                            f"missing as zero demand)")
+        demand[bad] = 0.0
+        if report is not None:
+            report["missing_demand_zeroed"] = int(bad.sum())
+            log.warning("%d rows with missing demand set to zero", int(bad.sum()))
+    neg = demand < 0
+    if neg.any():
+        if negative == "error":
+            raise DataError(f"column '{column}': rule 'demand must not be negative' broken "
+                            f"by {int(neg.sum())} rows (use --negative clip to clip them to zero)")
+        demand[neg] = 0.0
+        if report is not None:
+            report["negative_clipped"] = int(neg.sum())
+            log.warning("%d rows with negative demand clipped to zero", int(neg.sum()))
+    return demand
+
+
+def check_rows(table: pa.Table, columns: ColumnMap, negative: str = "error",
+               missing_demand: str = "error") -> None:
+    """The rules of :func:`build_panel` that hold row by row, for any chunk of a history.
+
+    Keys present, dates valid, demand finite and not negative (unless repaired), covariates
+    numeric. The rules that need whole series (duplicates, static attributes, history
+    length) are checked when a shard's Panel is built. The jobs run this while staging, so
+    bad rows fail the job before any training.
+    """
+    for key in columns.keys:
+        nulls = table.column(key).null_count
+        if nulls:
+            raise DataError(f"column '{key}': rule 'key must not be missing' broken by {nulls} rows")
+    to_dates(table.column(columns.date), columns.date)
+    checked_demand(table.column(columns.demand), columns.demand, negative, missing_demand)
+    for c in columns.known + columns.observed:
+        to_numeric(table.column(c), c)
+
+
 def _plain(table: pa.Table) -> pa.Table:
     """Decode dictionary columns (pandas categoricals, Parquet dictionaries) to their values."""
     for i, f in enumerate(table.schema):
         if pa.types.is_dictionary(f.type):
             table = table.set_column(i, f.name, table.column(i).cast(f.type.value_type))
     return table
+
+
+def _rank_codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes of a column that sort as its values do, and its sorted distinct values.
+
+    ``values[codes]`` gives the column back as a NumPy array; comparing or sorting codes
+    compares or sorts the values (hashing once per row, sorting only the distinct values).
+    """
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    enc = pc.dictionary_encode(col)
+    values = enc.dictionary
+    by_value = pc.sort_indices(values).to_numpy()
+    rank = np.empty(len(values), dtype=np.int64)
+    rank[by_value] = np.arange(len(values), dtype=np.int64)
+    codes = rank[enc.indices.to_numpy(zero_copy_only=False)]
+    return codes, values.take(pa.array(by_value)).to_numpy(zero_copy_only=False)
 
 
 def infer_freq(series_id: np.ndarray, dates: np.ndarray) -> str:
@@ -144,41 +212,36 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
             raise DataError(f"column '{key}': rule 'key must not be missing' broken by {nulls} rows")
     table = _plain(table.select(list(columns.all_columns())))
     dates = to_dates(table.column(columns.date), columns.date)
-    table = table.set_column(table.column_names.index(columns.date), columns.date, pa.array(dates))
-    order = pc.sort_indices(table, sort_keys=[(columns.sku, "ascending"),
-                                              (columns.location, "ascending"),
-                                              (columns.date, "ascending")])
-    table = table.take(order)
-    dates = dates[order.to_numpy()]
-    sku = table.column(columns.sku).to_numpy()
-    loc = table.column(columns.location).to_numpy()
+    # Sort by (sku, location, date) on integer ranks of the keys (a key's rank among its
+    # distinct values sorts as the value does): no string comparisons per row, and no
+    # reordering at all when the input is already sorted (staged shards are).
+    sku_code, sku_values = _rank_codes(table.column(columns.sku))
+    loc_code, loc_values = _rank_codes(table.column(columns.location))
+    key = sku_code * np.int64(len(loc_values)) + loc_code
+    day = dates.astype(np.int64)
     n = table.num_rows
-    new_series = np.ones(n, dtype=bool)
-    new_series[1:] = (sku[1:] != sku[:-1]) | (loc[1:] != loc[:-1])
-    sid = np.cumsum(new_series) - 1
+    in_order = bool(np.all((key[1:] > key[:-1]) | ((key[1:] == key[:-1]) & (day[1:] >= day[:-1]))))
+    order = None if in_order else np.lexsort((day, key))
 
-    demand = to_numeric(table.column(columns.demand), columns.demand)
-    bad = ~np.isfinite(demand)
-    if bad.any():
-        if missing_demand == "error" or np.isinf(demand).any():
-            raise DataError(f"column '{columns.demand}': rule 'demand must be a finite number' "
-                            f"broken by {int(bad.sum())} rows (use --missing-demand zero to treat "
-                            f"missing as zero demand)")
-        demand[bad] = 0.0
-        report["missing_demand_zeroed"] = int(bad.sum())
-        log.warning("%d rows with missing demand set to zero", int(bad.sum()))
-    neg = demand < 0
-    if neg.any():
-        if negative == "error":
-            raise DataError(f"column '{columns.demand}': rule 'demand must not be negative' broken "
-                            f"by {int(neg.sum())} rows (use --negative clip to clip them to zero)")
-        demand[neg] = 0.0
-        report["negative_clipped"] = int(neg.sum())
-        log.warning("%d rows with negative demand clipped to zero", int(neg.sum()))
+    def column(name: str) -> pa.Array:
+        col = table.column(name)
+        return col if order is None else col.take(pa.array(order))
+
+    if order is not None:
+        key, dates = key[order], dates[order]
+    new_series = np.ones(n, dtype=bool)
+    new_series[1:] = key[1:] != key[:-1]
+    sid = np.cumsum(new_series) - 1
+    series_key = key[new_series]
+    sku = sku_values[series_key // len(loc_values)]
+    loc = loc_values[series_key % len(loc_values)]
+
+    demand = checked_demand(column(columns.demand), columns.demand, negative, missing_demand, report)
 
     cov_names = columns.known + columns.observed
-    cov = np.column_stack([to_numeric(table.column(c), c) for c in cov_names]) if cov_names \
-        else np.zeros((n, 0))
+    cov = np.empty((n, len(cov_names)), dtype=np.float32)
+    for j, c in enumerate(cov_names):
+        cov[:, j] = to_numeric(column(c), c)
 
     dup = np.zeros(n, dtype=bool)
     dup[1:] = (~new_series[1:]) & (dates[1:] == dates[:-1])
@@ -191,7 +254,7 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
         firsts = np.flatnonzero(~dup)
         demand = np.add.reduceat(demand, firsts)
         sid, dates, cov = sid[firsts], dates[firsts], cov[firsts]
-        sku, loc, new_series = sku[firsts], loc[firsts], new_series[firsts]
+        new_series = new_series[firsts]
         keep_idx = firsts
         report["duplicates_summed"] = n_dup
         log.warning("%d duplicate rows summed into their first row", n_dup)
@@ -224,10 +287,14 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
     if gaps:
         report["gaps_filled"] = gaps
         log.info("%d missing periods filled with zero demand", gaps)
-    flat_demand = np.zeros(n_rows, dtype=np.float32)
-    flat_demand[rows] = demand
-    flat_cov = np.full((n_rows, len(cov_names)), np.nan, dtype=np.float32)
-    flat_cov[rows] = cov
+    if gaps:
+        flat_demand = np.zeros(n_rows, dtype=np.float32)
+        flat_demand[rows] = demand
+        flat_cov = np.full((n_rows, len(cov_names)), np.nan, dtype=np.float32)
+        flat_cov[rows] = cov
+    else:   # rows are sorted and unique, so without gaps they are 0 .. n_rows-1
+        flat_demand = demand.astype(np.float32)
+        flat_cov = cov
     filled = _fill_covariates(flat_cov, indptr, cov_names)
     if filled:
         report["covariates_filled"] = filled
@@ -235,23 +302,23 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
 
     static: dict[str, np.ndarray] = {}
     for c in columns.static:
-        col = table.column(c)
+        col = column(c)
         if keep_idx is not None:
             col = col.take(pa.array(keep_idx))
         if col.null_count:
             raise DataError(f"column '{c}': rule 'static attribute must not be missing' broken by "
                             f"{col.null_count} rows")
-        vals = col.to_numpy(zero_copy_only=False)
+        code, values = _rank_codes(col)
         varies = np.zeros(n_series, dtype=bool)
-        change = ~new_series[1:] & (vals[1:] != vals[:-1])
+        change = ~new_series[1:] & (code[1:] != code[:-1])
         np.logical_or.at(varies, sid[1:][change], True)
         if varies.any():
             raise DataError(f"column '{c}': rule 'static attribute is constant within a series' "
                             f"broken by {int(varies.sum())} series")
-        static[c] = vals[firsts]
+        static[c] = values[code[firsts]]
 
     nk = len(columns.known)
-    panel = Panel(sku=sku[firsts], location=loc[firsts], start=start, indptr=indptr,
+    panel = Panel(sku=sku, location=loc, start=start, indptr=indptr,
                   demand=flat_demand, freq=freq, known=flat_cov[:, :nk],
                   known_names=tuple(columns.known), observed=flat_cov[:, nk:],
                   observed_names=tuple(columns.observed), static=static, report=report)
@@ -267,16 +334,18 @@ def _fill_covariates(cov: np.ndarray, indptr: np.ndarray, names: tuple[str, ...]
     if cov.shape[1] == 0:
         return counts
     n = cov.shape[0]
-    lengths = np.diff(indptr)
-    seg_start = np.repeat(indptr[:-1], lengths)
-    seg_end = np.repeat(indptr[1:] - 1, lengths)
-    ar = np.arange(n)
+    seg_start = seg_end = ar = None
     for j, name in enumerate(names):
         col = cov[:, j]
         miss = np.isnan(col)
         if not miss.any():
             continue
         counts[name] = int(miss.sum())
+        if ar is None:
+            lengths = np.diff(indptr)
+            seg_start = np.repeat(indptr[:-1], lengths)
+            seg_end = np.repeat(indptr[1:] - 1, lengths)
+            ar = np.arange(n)
         last = np.maximum.accumulate(np.where(miss, -1, ar))
         ok = last >= seg_start
         nxt = np.minimum.accumulate(np.where(miss, n, ar)[::-1])[::-1]

@@ -1,38 +1,149 @@
 """Hash sharding of series, and the staging pass that splits inputs into shard folders.
 
-A series (sku, location) belongs to shard ``hash(sku, location) % n_shards``; the hash is
-pandas' SipHash with its fixed key, so it is the same on every machine, process and run.
+A job first counts the rows of each location and makes a :class:`ShardPlan`: each location
+goes whole into one shard when it fits a shard's share of the rows, else it is split into
+buckets by the series hash; so an output partitioned by location has about one file per
+location, not one per location and shard. The series hash is pandas' SipHash (fixed key) of
+the text of (sku, location): the same on every machine, process and run.
 Staging reads each input file with bounded memory (record batches) and writes, per shard,
 ``<stage>/<name>/shard=NNNNN/<file>-<batch>.parquet``. Only this module knows the layout.
 """
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from ..engine.contract import DataError
 from ..engine.io import _filesystem, open_dataset, write_parquet_atomic
 
-__all__ = ["shard_of", "input_files", "stage_file", "stage_table", "shard_dir"]
+__all__ = ["shard_of", "ShardPlan", "count_locations", "input_files", "stage_file", "stage_table",
+           "shard_dir"]
 
 
-def shard_of(sku: pa.Array | np.ndarray, location: pa.Array | np.ndarray, n_shards: int) -> np.ndarray:
-    """Shard number of each (sku, location), int32 in [0, n_shards). Stable across runs."""
+def _as_text(col: pa.Array | pa.ChunkedArray | np.ndarray) -> pa.DictionaryArray:
+    col = pa.array(col) if not isinstance(col, (pa.Array, pa.ChunkedArray)) else col
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    return pc.dictionary_encode(col)
+
+
+def _pair_hash(sku, location) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """SipHash of ``sku + "\\x1f" + location`` as text per row (uint64), with the location's
+    code per row and the text of each code. Hashes each distinct pair once, not each row."""
+    import pandas as pd
     from pandas.util import hash_array
-    s = pc.cast(pa.array(sku) if not isinstance(sku, (pa.Array, pa.ChunkedArray)) else sku, pa.string())
-    loc = pc.cast(pa.array(location) if not isinstance(location, (pa.Array, pa.ChunkedArray))
-                  else location, pa.string())
-    keys = pc.binary_join_element_wise(s, loc, "\x1f")
-    if isinstance(keys, pa.ChunkedArray):
-        keys = keys.combine_chunks()
-    h = hash_array(keys.to_numpy(zero_copy_only=False).astype(object))
-    return (h % np.uint64(n_shards)).astype(np.int32)
+    s, loc = _as_text(sku), _as_text(location)
+    n_loc = len(loc.dictionary)
+    loc_code = loc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    pair = s.indices.to_numpy(zero_copy_only=False).astype(np.int64) * n_loc + loc_code
+    codes, uniq = pd.factorize(pair)
+    s_text = pc.cast(s.dictionary, pa.string()).to_numpy(zero_copy_only=False).astype(object)
+    l_text = pc.cast(loc.dictionary, pa.string()).to_numpy(zero_copy_only=False).astype(object)
+    keys = s_text[uniq // n_loc] + "\x1f" + l_text[uniq % n_loc]
+    return hash_array(keys.astype(object))[codes], loc_code, l_text
+
+
+def shard_of(sku: pa.Array | np.ndarray, location: pa.Array | np.ndarray,
+             shards: "int | ShardPlan") -> np.ndarray:
+    """Shard number of each (sku, location), int32. Stable across runs and machines.
+
+    With an int ``n``: the hash of the text ``sku + "\\x1f" + location`` modulo ``n`` (integer
+    and string ids agree). With a :class:`ShardPlan`: the plan's shard for the location and
+    the pair's bucket within it.
+    """
+    if isinstance(shards, ShardPlan):
+        return shards.assign(sku, location)
+    h, _, _ = _pair_hash(sku, location)
+    return (h % np.uint64(shards)).astype(np.int32)
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """Which shards hold each location's series: whole locations where they fit.
+
+    Sharding by series alone scatters every location over every shard, so an output
+    partitioned by location would have shards x locations files. The plan keeps each location
+    in one shard when it holds at most a shard's share of the rows, and splits a larger one
+    into ``ceil(rows / share)`` buckets (by the series hash); buckets are packed into shards,
+    largest first, each into the lightest shard so far. Locations the plan does not know
+    (an inventory row for an unknown location) fall back to the plain series hash.
+    """
+
+    n_shards: int
+    units: dict[str, tuple[int, ...]] = field(default_factory=dict)  # location text -> shards
+
+    @classmethod
+    def from_counts(cls, rows_by_location: dict[str, int], n_shards: int) -> "ShardPlan":
+        import heapq
+        total = sum(rows_by_location.values())
+        share = max(1, math.ceil(total / max(n_shards, 1)))
+        buckets = []
+        for loc, rows in rows_by_location.items():
+            b = max(1, min(math.ceil(rows / share), n_shards))
+            buckets += [(-rows / b, loc, j) for j in range(b)]
+        buckets.sort()
+        heap = [(0.0, k) for k in range(n_shards)]
+        placed: dict[str, list[int]] = {}
+        for neg_rows, loc, _ in buckets:
+            load, k = heapq.heappop(heap)
+            placed.setdefault(loc, []).append(k)
+            heapq.heappush(heap, (load - neg_rows, k))
+        return cls(n_shards, {loc: tuple(v) for loc, v in sorted(placed.items())})
+
+    def assign(self, sku, location) -> np.ndarray:
+        h, loc_code, l_text = _pair_hash(sku, location)
+        # per distinct location of this chunk: its shards, flattened, with offsets and counts
+        flat, start, count = [], np.zeros(len(l_text), np.int64), np.zeros(len(l_text), np.uint64)
+        for i, loc in enumerate(l_text):
+            shards = self.units.get(loc)
+            start[i] = len(flat)
+            if shards is None:
+                count[i] = 0
+            else:
+                flat += shards
+                count[i] = len(shards)
+        flat_a = np.asarray(flat + [0], dtype=np.int64)
+        c = count[loc_code]
+        known = c > 0
+        j = (h % np.maximum(c, np.uint64(1))).astype(np.int64)
+        out = np.where(known, flat_a[start[loc_code] + j], (h % np.uint64(self.n_shards)).astype(np.int64))
+        return out.astype(np.int32)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"n_shards": self.n_shards, "units": {k: list(v) for k, v in self.units.items()}}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "ShardPlan":
+        return cls(int(d["n_shards"]), {k: tuple(v) for k, v in d["units"].items()})
+
+
+def count_locations(source: Any, file: str | None, fmt: str | None, base: str | None,
+                    location: str) -> dict[str, int]:
+    """Rows per location (as text) of one input file, or of a table when ``file`` is None."""
+    if file is None:
+        col = source.column(location)
+    else:
+        fs, _ = _filesystem(source)
+        d = ds.dataset([file], format=fmt, filesystem=fs, partitioning="hive",
+                       partition_base_dir=base) if base else ds.dataset(file, format=fmt, filesystem=fs)
+        if location not in d.schema.names:
+            return {}
+        col = d.to_table(columns=[location]).column(location)
+    enc = _as_text(col)
+    rows = np.bincount(enc.indices.to_numpy(zero_copy_only=False), minlength=len(enc.dictionary))
+    names = pc.cast(enc.dictionary, pa.string()).to_pylist()
+    return {k: int(v) for k, v in zip(names, rows) if v}
 
 
 def shard_dir(stage: str | Path, name: str, shard: int) -> Path:
@@ -49,56 +160,100 @@ def input_files(source: Any, fmt: str | None = None) -> tuple[list[str], str, st
     return files, fmt, base
 
 
+#: Rows a staging task buffers before it writes its shard pieces (about 40 bytes a row).
+BUFFER_ROWS = 16 << 20
+
+
 def stage_file(source: Any, file: str, fmt: str, base: str | None, columns: Sequence[str],
-               key_cols: tuple[str, str], n_shards: int, stage: str, name: str,
-               batch_rows: int = 1 << 21) -> dict[int, int]:
-    """Split one input file into shard folders. Returns rows written per shard."""
+               key_cols: tuple[str, str], shards: "int | ShardPlan", stage: str, name: str,
+               batch_rows: int = 1 << 21, order: int = 0,
+               buffer_rows: int = BUFFER_ROWS,
+               check: Callable[[pa.Table], None] | None = None) -> dict[int, int]:
+    """Split one input file into shard folders. Returns rows written per shard.
+
+    Record batches are split by shard and buffered; every ``buffer_rows`` rows (and at the
+    end) each shard's buffered rows are written as one file, named
+    ``<order>-<hash of the file name>-<flush>.parquet`` so that a shard's files read back in
+    input order (sorted input stays sorted and needs no re-sorting later). ``check`` is
+    called on each batch before it is written (the row rules of the history), so bad input
+    fails here, before any training.
+    """
     fs, _ = _filesystem(source)
     d = ds.dataset([file], format=fmt, filesystem=fs, partitioning="hive",
                    partition_base_dir=base) if base else ds.dataset(file, format=fmt, filesystem=fs)
     missing = [c for c in columns if c not in d.schema.names]
     if missing:
-        from ..engine.contract import DataError
         raise DataError(f"{name}: required column(s) {missing} missing in {file}; it has "
                         f"{d.schema.names}")
-    tag = hashlib.sha1(file.encode()).hexdigest()[:12]
-    counts: dict[int, int] = {}
-    for b, batch in enumerate(d.to_batches(columns=list(columns), batch_size=batch_rows)):
-        _write_split(pa.Table.from_batches([batch]), key_cols, n_shards, stage, name,
-                     f"{tag}-{b:05d}", counts)
-    return counts
+    split = _Splitter(key_cols, shards, stage, name,
+                      f"{order:06d}-{hashlib.sha1(file.encode()).hexdigest()[:12]}", buffer_rows)
+    for batch in d.to_batches(columns=list(columns), batch_size=batch_rows):
+        table = pa.Table.from_batches([batch])
+        if check is not None:
+            try:
+                check(table)
+            except DataError as e:
+                raise DataError(f"{name} file {file}: {e}") from e
+        split.add(table)
+    split.flush()
+    return split.counts
 
 
-def stage_table(table: pa.Table, columns: Sequence[str], key_cols: tuple[str, str], n_shards: int,
-                stage: str, name: str) -> dict[int, int]:
-    """Split an in-memory table into shard folders."""
-    counts: dict[int, int] = {}
-    _write_split(table.select(list(columns)), key_cols, n_shards, stage, name, "table", counts)
-    return counts
+def stage_table(table: pa.Table, columns: Sequence[str], key_cols: tuple[str, str],
+                shards: "int | ShardPlan",
+                stage: str, name: str, check: Callable[[pa.Table], None] | None = None) -> dict[int, int]:
+    """Split an in-memory table into shard folders (``check``: as in :func:`stage_file`)."""
+    if check is not None:
+        check(table)
+    split = _Splitter(key_cols, shards, stage, name, "table", buffer_rows=max(table.num_rows, 1))
+    split.add(table.select(list(columns)))
+    split.flush()
+    return split.counts
 
 
-def _write_split(table: pa.Table, key_cols: tuple[str, str], n_shards: int, stage: str, name: str,
-                 tag: str, counts: dict[int, int]) -> None:
-    if table.num_rows == 0:
-        return
-    from ..engine.validate import _plain
-    table = _plain(table)
-    for k in key_cols:
-        if table.column(k).null_count:
-            from ..engine.contract import DataError
-            raise DataError(f"column '{k}': rule 'key must not be missing' broken by "
-                            f"{table.column(k).null_count} rows")
-    shard = shard_of(table.column(key_cols[0]), table.column(key_cols[1]), n_shards)
-    order = np.argsort(shard, kind="stable")
-    shard_sorted = shard[order]
-    table = table.take(pa.array(order))
-    bounds = np.flatnonzero(np.diff(shard_sorted)) + 1
-    starts = np.concatenate([[0], bounds])
-    ends = np.concatenate([bounds, [len(order)]])
-    for s, e in zip(starts, ends):
-        k = int(shard_sorted[s])
-        write_parquet_atomic(table.slice(s, e - s), shard_dir(stage, name, k) / f"{tag}.parquet")
-        counts[k] = counts.get(k, 0) + int(e - s)
+class _Splitter:
+    """Buffers rows by shard and writes each shard's buffer as one file per flush."""
+
+    def __init__(self, key_cols: tuple[str, str], shards: "int | ShardPlan", stage: str, name: str,
+                 tag: str, buffer_rows: int):
+        self.key_cols, self.shards, self.stage, self.name = key_cols, shards, stage, name
+        self.tag, self.buffer_rows = tag, buffer_rows
+        self.parts: dict[int, list[pa.Table]] = {}
+        self.buffered = 0
+        self.flushes = 0
+        self.counts: dict[int, int] = {}
+
+    def add(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        from ..engine.validate import _plain
+        table = _plain(table)
+        for k in self.key_cols:
+            if table.column(k).null_count:
+                raise DataError(f"column '{k}': rule 'key must not be missing' broken by "
+                                f"{table.column(k).null_count} rows")
+        shard = shard_of(table.column(self.key_cols[0]), table.column(self.key_cols[1]), self.shards)
+        order = np.argsort(shard, kind="stable")
+        shard_sorted = shard[order]
+        table = table.take(pa.array(order))
+        bounds = np.flatnonzero(np.diff(shard_sorted)) + 1
+        starts = np.concatenate([[0], bounds])
+        ends = np.concatenate([bounds, [len(order)]])
+        for s, e in zip(starts, ends):
+            self.parts.setdefault(int(shard_sorted[s]), []).append(table.slice(s, e - s))
+        self.buffered += table.num_rows
+        if self.buffered >= self.buffer_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        for k, pieces in sorted(self.parts.items()):
+            part = pa.concat_tables(pieces, promote_options="permissive")
+            write_parquet_atomic(part, shard_dir(self.stage, self.name, k)
+                                 / f"{self.tag}-{self.flushes:04d}.parquet")
+            self.counts[k] = self.counts.get(k, 0) + part.num_rows
+        self.parts.clear()
+        self.buffered = 0
+        self.flushes += 1
 
 
 def read_shard(stage: str | Path, name: str, shard: int, columns: Sequence[str] | None = None) -> pa.Table | None:

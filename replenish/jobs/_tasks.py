@@ -62,11 +62,26 @@ def _get_model(model_dir: str, device: str = "auto"):
 
 def train_task(stage: str, shards: list[int], spec: dict[str, Any], model_dir: str,
                max_series: int, init_from: str | None = None) -> dict[str, Any]:
-    """Train the global model on the series of ``shards`` (at most ``max_series``) and save it."""
+    """Train the global model on the series of ``shards`` (at most ``max_series``) and save it.
+
+    Training is the only task running, so it uses every core of its machine; the worker's
+    thread count is restored afterwards, so the shard tasks that follow, one per worker,
+    do not oversubscribe the cores.
+    """
     import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    try:
+        return _train(stage, shards, spec, model_dir, max_series, init_from)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(stage: str, shards: list[int], spec: dict[str, Any], model_dir: str,
+           max_series: int, init_from: str | None) -> dict[str, Any]:
     from ..engine.forecast import ForecastConfig, TFTForecaster
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
     t0 = time.perf_counter()
     panels = []
     n = 0

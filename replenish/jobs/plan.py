@@ -14,6 +14,7 @@ job on the same folder skips the shards already done (resume).
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -29,6 +30,7 @@ import pyarrow as pa
 
 from ..engine.contract import DataError
 from ..engine.io import open_dataset
+from ..engine.validate import check_rows
 from . import _sharding
 from ._tasks import optimize_shard_task, plan_shard_task, train_task
 from .cluster import connect
@@ -150,7 +152,7 @@ def _n_shards(cfg: PlanConfig, n_workers: int) -> int:
     return max(2 * n_workers, math.ceil(rows / cfg.rows_per_shard))
 
 
-def _stage_all(client, cfg: PlanConfig, stage: Path, n_shards: int) -> None:
+def _stage_all(client, cfg: PlanConfig, stage: Path, n_shards: int) -> "_sharding.ShardPlan":
     c = cfg.columns
     jobs = []
     if cfg.forecasts is not None:
@@ -165,17 +167,35 @@ def _stage_all(client, cfg: PlanConfig, stage: Path, n_shards: int) -> None:
         jobs.append(("inventory", cfg.inventory, inv_schema, keys))
     if cfg.future is not None:
         jobs.append(("future", cfg.future, list(c.keys) + [c.date] + list(c.known), c.keys))
+    # The shard plan comes from the rows per location of the main input (history or forecasts).
+    name, source, _, keys = jobs[0]
+    if isinstance(source, pa.Table):
+        counts = [_sharding.count_locations(source, None, None, None, keys[1])]
+    else:
+        files, fmt, base = _sharding.input_files(source)
+        counts = client.gather([client.submit(_sharding.count_locations, str(source), f, fmt, base,
+                                              keys[1], pure=False) for f in files])
+    rows: dict[str, int] = {}
+    for part in counts:
+        for loc, r in part.items():
+            rows[loc] = rows.get(loc, 0) + r
+    plan = _sharding.ShardPlan.from_counts(rows, n_shards)
     futures = []
+    history_check = functools.partial(check_rows, columns=c, negative=cfg.negative,
+                                      missing_demand=cfg.missing_demand)
     for name, source, columns, keys in jobs:
+        check = history_check if name == "history" else None
         if isinstance(source, pa.Table):
-            _sharding.stage_table(source, columns, keys, n_shards, str(stage), name)
+            _sharding.stage_table(source, columns, keys, plan, str(stage), name, check=check)
             continue
         files, fmt, base = _sharding.input_files(source)
         if not files:
             raise DataError(f"{name}: no input files found at {source}")
         futures += [client.submit(_sharding.stage_file, str(source), f, fmt, base, columns, keys,
-                                  n_shards, str(stage), name, pure=False) for f in files]
+                                  plan, str(stage), name, order=i, check=check, pure=False)
+                    for i, f in enumerate(files)]
     client.gather(futures)
+    return plan
 
 
 def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast", "optimize"),
@@ -239,8 +259,9 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
                 t0 = time.perf_counter()
                 shutil.rmtree(stage, ignore_errors=True)
                 _say(f"staging inputs into {n_shards} shards on {n_workers} workers")
-                _stage_all(cl, cfg, stage, n_shards)
+                plan = _stage_all(cl, cfg, stage, n_shards)
                 manifest["staged"] = True
+                manifest["shard_plan"] = plan.to_json()
                 timings["stage_s"] = time.perf_counter() - t0
                 _write_manifest(out, manifest)
             if stages == ("optimize",):

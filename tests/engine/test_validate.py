@@ -214,3 +214,28 @@ def test_inventory_keys_match_across_types():
     inv = _inventory(p, sku=p.sku.astype(str), location=p.location.astype(str), on_hand=np.arange(4.0))
     out = validate_inventory(inv, p)
     assert out["on_hand"].tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("str_keys", [True, False])
+def test_row_order_and_chunking_do_not_matter(str_keys):
+    hist = make_history(n_series=12, n_days=20, str_keys=str_keys)
+    ref = build_panel(hist, COLS)
+    # keys sort as values (not as first-seen order): strings lexicographically, ints numerically
+    pairs = list(zip(ref.sku.tolist(), ref.location.tolist()))
+    assert pairs == sorted(set(zip(hist.column("sku").to_pylist(), hist.column("location").to_pylist())))
+    perm = np.random.default_rng(3).permutation(hist.num_rows)
+    shuffled = hist.take(pa.array(perm))
+    chunked = pa.Table.from_batches(shuffled.to_batches(max_chunksize=37))
+    p = build_panel(chunked, COLS)
+    np.testing.assert_array_equal(p.sku, ref.sku)
+    np.testing.assert_array_equal(p.location, ref.location)
+    np.testing.assert_array_equal(p.indptr, ref.indptr)
+    np.testing.assert_array_equal(p.demand, ref.demand)
+    np.testing.assert_array_equal(p.known, ref.known)
+    np.testing.assert_array_equal(p.static["category"], ref.static["category"])
+    # the demand of each (series, date) is the input row's
+    d = {(s, l, t): v for s, l, t, v in zip(*(hist.column(c).to_pylist() for c in
+                                               ("sku", "location", "date", "demand")))}
+    i = 5
+    t0 = ref.start[i]
+    assert p.demand[p.indptr[i] + 3] == d[(ref.sku[i], ref.location[i], (t0 + 3).astype(object))]

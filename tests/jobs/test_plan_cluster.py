@@ -16,10 +16,10 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from replenish.engine.contract import ColumnMap
+from replenish.engine.contract import ColumnMap, DataError
 from replenish.engine.forecast import TFTForecaster
 from replenish.engine.validate import build_panel, validate_inventory
-from replenish.jobs._sharding import shard_of
+from replenish.jobs._sharding import ShardPlan
 from replenish.jobs._tasks import optimize
 from replenish.jobs.config import PlanConfig
 from replenish.jobs.plan import JobError, read_manifest, read_output, run_plan
@@ -94,6 +94,12 @@ def test_plan_outputs_schema_and_sanity(client, data, trained, tmp_path):
     assert summary["series"] == N_SERIES and (out / "_SUCCESS").exists()
     m = read_manifest(out)
     assert m["status"] == "complete" and len(m["shards"]) == 4
+    # one file per location and bucket of the shard plan (not per location and shard)
+    plan = ShardPlan.from_json(m["shard_plan"])
+    for name in ("forecasts", "orders"):
+        for loc, shards in plan.units.items():
+            files = sorted(p.name for p in (out / name / f"location={loc}").glob("*.parquet"))
+            assert files == sorted(f"part-{k:05d}.parquet" for k in shards)
     f = read_output(out, "forecasts")
     assert f.num_rows == N_SERIES * TINY["horizon"]
     qcols = [c for c in f.column_names if c.startswith("q")]
@@ -162,20 +168,39 @@ def test_resume_writes_only_missing_shards(client, data, trained, tmp_path):
 
 
 def test_bad_shard_is_named_and_no_success_marker(client, data, trained, tmp_path):
+    # Duplicate rows break a rule that needs whole series, so it is found in the shard's task.
     hist = data["history"]
-    d = hist.column("demand").to_numpy().copy()
     first_sku, first_loc = hist.column("sku")[0].as_py(), hist.column("location")[0].as_py()
-    d[[0, 1, 2]] = -1.0
-    bad = hist.set_column(hist.column_names.index("demand"), "demand", pa.array(d))
+    bad = pa.concat_tables([hist, hist.slice(0, 3)])
     out = tmp_path / "bad"
     cfg = _cfg(data, out, trained, history=bad)
     with pytest.raises(JobError) as e:
         run_plan(cfg, stages=("forecast", "optimize"), client=client)
-    shard = int(shard_of(np.array([first_sku]), np.array([first_loc]), 4)[0])
-    assert f"shard {shard}: DataError: column 'demand': rule 'demand must not be negative' " \
-           f"broken by 3 rows" in str(e.value)
+    plan = ShardPlan.from_json(read_manifest(out)["shard_plan"])
+    shard = int(plan.assign(np.array([first_sku]), np.array([first_loc]))[0])
+    assert f"shard {shard}: DataError: columns (sku, location, date): rule 'one row per series " \
+           f"and date' broken by 3 duplicate rows" in str(e.value)
     assert "1 of 4 shards failed" in str(e.value)
     assert not (out / "_SUCCESS").exists() and read_manifest(out)["status"] == "failed"
+
+
+def test_bad_rows_fail_while_staging_before_training(client, data, tmp_path):
+    hist = data["history"]
+    d = hist.column("demand").to_numpy().copy()
+    d[[0, 1, 2]] = -1.0
+    src = tmp_path / "hist"
+    src.mkdir()
+    pq.write_table(hist.set_column(hist.column_names.index("demand"), "demand", pa.array(d)),
+                   src / "part-0.parquet")
+    out = tmp_path / "bad_rows"
+    cfg = _cfg(data, out, None, history=str(src))
+    cfg.model = None
+    with pytest.raises(DataError, match=r"history file .*part-0.parquet: column 'demand': rule "
+                                        r"'demand must not be negative' broken by 3 rows"):
+        run_plan(cfg, client=client)
+    m = read_manifest(out)
+    assert m["status"] == "failed" and "model" not in m and not (out / "model").exists()
+    assert not (out / "_SUCCESS").exists()
 
 
 from distributed.diagnostics.plugin import WorkerPlugin  # noqa: E402

@@ -74,3 +74,46 @@ def test_stage_hive_partitioned_and_csv(tmp_path):
     n = sum(_sharding.stage_file(str(csv), files[0], fmt, base, t.column_names, ("sku", "location"),
                                  3, str(tmp_path / "st2"), "h").values())
     assert n == t.num_rows
+
+
+def test_shard_plan_keeps_locations_whole_and_balances_rows():
+    rng = np.random.default_rng(0)
+    rows = {f"L{i}": int(r) for i, r in enumerate(rng.integers(100, 1000, 40))}
+    rows["BIG"] = 10 * sum(rows.values()) // 8        # more than a shard's share: split
+    plan = _sharding.ShardPlan.from_counts(rows, 8)
+    share = -(-sum(rows.values()) // 8)
+    for loc, r in rows.items():
+        expect = max(1, -(-r // share))
+        assert len(plan.units[loc]) == expect
+        assert len(set(plan.units[loc])) == expect     # a split location's buckets in distinct shards
+    # series of each location go where the plan says, and a big location's series spread
+    sku = np.array([f"S{i}" for i in range(300)] * len(rows))
+    loc = np.repeat(list(rows), 300)
+    got = plan.assign(sku, loc)
+    for name in rows:
+        assert set(got[loc == name].tolist()) == set(plan.units[name])
+    # loads (rows per shard) stay within the largest bucket of the mean (greedy packing)
+    load = np.zeros(8)
+    for name, shards in plan.units.items():
+        for k in shards:
+            load[k] += rows[name] / len(shards)
+    assert load.max() - load.mean() <= max(r / len(plan.units[n]) for n, r in rows.items())
+    # unknown locations fall back to the series hash; int and str ids agree; JSON round trip
+    np.testing.assert_array_equal(plan.assign(np.array(["S1", "S2"]), np.array(["NEW", "NEW"])),
+                                  _sharding.shard_of(np.array(["S1", "S2"]), np.array(["NEW", "NEW"]), 8))
+    again = _sharding.ShardPlan.from_json(plan.to_json())
+    np.testing.assert_array_equal(again.assign(sku, loc), got)
+    p2 = _sharding.ShardPlan.from_counts({"7": 10, "8": 10}, 2)
+    np.testing.assert_array_equal(p2.assign(np.array([1, 2]), np.array([7, 8])),
+                                  p2.assign(np.array(["1", "2"]), np.array(["7", "8"])))
+
+
+def test_count_locations_matches_a_plain_count(tmp_path):
+    t = make_history(n_series=6, n_days=9, str_keys=False)
+    pq.write_table(t, tmp_path / "a.parquet")
+    files, fmt, base = _sharding.input_files(str(tmp_path / "a.parquet"))
+    got = _sharding.count_locations(str(tmp_path / "a.parquet"), files[0], fmt, base, "location")
+    ref = {}
+    for v in t.column("location").to_pylist():
+        ref[str(v)] = ref.get(str(v), 0) + 1
+    assert got == ref == _sharding.count_locations(t, None, None, None, "location")
