@@ -99,20 +99,22 @@ def period_summary(levels, q):
     first, second, k = _design(tuple(float(v) for v in levels))
     dt = q.dtype.type
     rows = q.reshape(c * horizon, n_q)
-    d = rows @ asarray(first, xp, dtype=q.dtype)
-    if d.shape[0] and float(d.min()) < 0:  # negative or crossing forecasts: clip and sort first
+    # Transposed products, (Q, n*H): each derived quantity is then a contiguous row, so the
+    # elementwise steps below stream memory instead of striding through narrow columns.
+    d = asarray(first.T, xp, dtype=q.dtype) @ rows.T
+    if d.shape[1] and float(d.min()) < 0:  # negative or crossing forecasts: clip and sort first
         kn = knots(levels, q)
         mean, var = _moments_from_knots(levels, kn)
         med = kn @ asarray(basis_weights(levels, np.array([0.5]))[0], xp, dtype=q.dtype)
         return mean, var, med
-    diffs = d[:, 1:]
-    z = diffs @ asarray(second, xp, dtype=q.dtype)
+    diffs = d[1:]
+    z = asarray(second.T, xp, dtype=q.dtype) @ diffs
     m = n_q - 1
-    quad = xp.einsum("nk,nk->n", z[:, :m], diffs)
-    e = xp.maximum(diffs[:, 0] * dt(k["slope"]) - d[:, 0], 0)
+    quad = xp.einsum("kn,kn->n", z[:m], diffs)
+    e = xp.maximum(diffs[0] * dt(k["slope"]) - d[0], 0)
     centre = rows[:, k["j"]]
-    shift = z[:, m + 1] + dt(k["cm0"]) * e
-    var = xp.maximum(quad + e * (2 * z[:, m] + dt(k["m00"]) * e) - shift * shift, 0)
+    shift = z[m + 1] + dt(k["cm0"]) * e
+    var = xp.maximum(quad + e * (2 * z[m] + dt(k["m00"]) * e) - shift * shift, 0)
     mean = centre + shift
-    med = centre + z[:, m + 2] + dt(k["med0"]) * e
+    med = centre + z[m + 2] + dt(k["med0"]) * e
     return mean.reshape(c, horizon), var.reshape(c, horizon), med.reshape(c, horizon)
