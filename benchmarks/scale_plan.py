@@ -73,12 +73,16 @@ def run_size(n_series: int, n_days: int, work: Path, n_workers: int, train_serie
         total = time.perf_counter() - t0
         rss = _worker_peak_rss_mb(client)
     t = summary["timings"]
+    out = Path(cfg.out)
+    files = {name: sum(1 for _ in (out / name).rglob("*.parquet")) for name in ("forecasts", "orders")}
+    locations = sum(1 for _ in (out / "orders").glob("location=*"))
     shutil.rmtree(data, ignore_errors=True)
     return {"series": n_series, "days": n_days, "rows": info["rows"], "synth_s": round(synth_s, 1),
             "stage_s": round(t.get("stage_s", 0), 1), "train_s": round(t.get("train_s", 0), 1),
             "forecast_optimize_s": round(t.get("shards_s", 0), 1), "plan_s": round(total, 1),
             "series_per_s": round(n_series / total, 1),
-            "peak_worker_rss_mb": max(rss.values()), "workers": len(rss)}
+            "peak_worker_rss_mb": max(rss.values()), "workers": len(rss),
+            "shards": summary.get("shards", None), "locations": locations, "output_files": files}
 
 
 def pf_predict_series_per_s(n_series: int, n_days: int) -> float:
@@ -129,7 +133,8 @@ def main() -> None:
         results.append(r)
         print(f"{size:>9,d} series: synth {r['synth_s']} s, stage {r['stage_s']} s, "
               f"train {r['train_s']} s, forecast+optimize {r['forecast_optimize_s']} s, "
-              f"plan total {r['plan_s']} s, peak worker RSS {r['peak_worker_rss_mb']:.0f} MB", flush=True)
+              f"plan total {r['plan_s']} s, peak worker RSS {r['peak_worker_rss_mb']:.0f} MB, "
+              f"{r['locations']} locations -> output files {r['output_files']}", flush=True)
     pf_n = 1000 if a.quick else 2000
     pf = pf_predict_series_per_s(pf_n, days)
     ours = results[-1]["series_per_s"]
