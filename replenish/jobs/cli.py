@@ -97,6 +97,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="[replenish] %(levelname)s %(message)s")
+    if not getattr(args, "verbose", False) and args.command != "synth":
+        # Dask's cluster start-up and shutdown chatter (INFO) only with --verbose. distributed
+        # sets its loggers' levels when imported, so it is imported first.
+        import distributed  # noqa: F401
+        for name in ("distributed", "dask", "lightning", "lightning.pytorch"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     from ..engine.contract import DataError
     from .plan import JobError
     try:
