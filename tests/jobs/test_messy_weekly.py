@@ -1,0 +1,104 @@
+"""A messy weekly data set of another shape, end to end through ``replenish.plan``.
+
+Weekly periods, the retailer's own column names, integer SKU ids, string dates, returns
+(negative sales), missing sales, missing prices, boolean promotions, a gap of three weeks,
+a series only three weeks old, pandas inputs: every repair is applied, counted and reported;
+every series gets forecasts and an order line.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import replenish
+from replenish.jobs.plan import read_output
+
+pytestmark = pytest.mark.slow
+
+WEEKS, HORIZON = 40, 6
+TINY = {"horizon": HORIZON, "encoder_length": 12, "hidden_size": 8, "attention_heads": 1,
+        "max_steps": 10, "batch_size": 32, "seed": 0}
+COLUMNS = {"sku": "item_id", "location": "store_id", "date": "week_start", "demand": "units_sold",
+           "observed": ["price", "on_promo"], "static": ["dept"]}
+
+
+def _messy(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    rng = np.random.default_rng(seed)
+    monday = pd.Timestamp("2024-01-01")
+    rows = []
+    for i in range(12):
+        item, store = 100 + i // 2, f"S{i % 2}"
+        weeks = range(WEEKS - 3, WEEKS) if i == 0 else range(WEEKS)   # a new item: 3 weeks
+        for w in weeks:
+            if i == 1 and 10 <= w < 13:                                 # 3 weeks not reported
+                continue
+            rows.append({"item_id": item, "store_id": store,
+                         "week_start": (monday + pd.Timedelta(weeks=w)).strftime("%Y-%m-%d"),
+                         "units_sold": float(rng.poisson(20 + 5 * i)),
+                         "price": float(rng.uniform(1, 3)), "on_promo": bool(rng.random() < 0.2),
+                         "dept": f"D{i % 3}"})
+    hist = pd.DataFrame(rows).sample(frac=1.0, random_state=seed).reset_index(drop=True)  # any order
+    at = rng.choice(np.flatnonzero(hist["item_id"] != 100), 15, replace=False)
+    hist.loc[at[:5], "units_sold"] = -2.0        # returns
+    hist.loc[at[5:9], "units_sold"] = np.nan     # missing sales
+    hist.loc[at[9:], "price"] = np.nan           # missing prices
+    keys = hist[["item_id", "store_id"]].drop_duplicates().reset_index(drop=True)
+    inv = keys.assign(on_hand=rng.uniform(0, 100, len(keys)).round(), on_order=0.0,
+                      lead_time_days=rng.choice([7.0, 14.0], len(keys)),
+                      review_period_days=7.0, case_pack=6.0)
+    expect = {"negative_clipped": 5, "missing_demand_zeroed": 4, "gaps_filled": 3,
+              "filled:price": 6 + 3, "filled:on_promo": 3}   # gap weeks have no covariates
+    return hist, inv, expect
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as c:
+        yield c
+
+
+def test_messy_weekly_data_end_to_end(client, tmp_path):
+    hist, inv, expect = _messy()
+    out = tmp_path / "plan"
+    res = replenish.plan(hist, inv, out=out, columns=COLUMNS, negative="clip",
+                         missing_demand="zero", forecast=TINY, n_samples=200, client=client,
+                         return_tables=True)
+    assert res["series"] == 12
+    assert res["repairs"] == expect
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and (out / "_SUCCESS").exists()
+
+    f = res["forecasts"].to_pandas()
+    assert len(f) == 12 * HORIZON
+    assert {"item_id", "store_id"} <= set(f.columns) or {"sku", "location"} <= set(f.columns)
+    sku_col = "item_id" if "item_id" in f.columns else "sku"
+    loc_col = "store_id" if "store_id" in f.columns else "location"
+    last = pd.to_datetime(hist["week_start"]).groupby([hist["item_id"], hist["store_id"]]).max()
+    for (sku, loc), g in f.groupby([sku_col, loc_col]):
+        dates = pd.to_datetime(g["date"]).sort_values().to_numpy()
+        assert (np.diff(dates) == np.timedelta64(7, "D")).all()              # weekly
+        assert dates[0] == last[(int(sku), str(loc))] + pd.Timedelta(weeks=1)
+    q = f[[c for c in f.columns if c.startswith("q")]].to_numpy()
+    assert np.isfinite(q).all() and (q >= 0).all() and (np.diff(q, axis=1) >= -1e-5).all()
+
+    o = read_output(out, "orders").to_pandas()
+    assert len(o) == 12
+    assert set(zip(o[sku_col].astype(int), o[loc_col].astype(str))) == \
+        set(zip(inv["item_id"], inv["store_id"]))
+    qty = o["order_quantity"].to_numpy()
+    assert (qty >= 0).all() and np.allclose(qty % 6, 0)
+    assert (o["reorder_point"] >= 0).all() and (o["order_up_to"] >= o["reorder_point"] - 1e-6).all()
+    assert (pd.to_datetime(o["as_of"]).dt.dayofweek == 0).all()               # the next Monday
+
+
+def test_messy_data_without_repairs_fails_naming_the_rule(client, tmp_path):
+    hist, inv, _ = _messy()
+    with pytest.raises(Exception, match=r"column 'units_sold': rule 'demand must be a finite "
+                                        r"number' broken by 4 rows"):
+        replenish.plan(hist, inv, out=tmp_path / "strict", columns=COLUMNS, forecast=TINY,
+                       client=client)
