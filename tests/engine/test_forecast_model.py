@@ -10,7 +10,7 @@ from replenish.engine._sampler import WindowSampler
 from replenish.engine.forecast import ForecastConfig, TFTForecaster
 
 TINY = dict(horizon=7, encoder_length=14, hidden_size=8, hidden_continuous_size=4,
-            attention_heads=2, batch_size=32, max_steps=30, val_every=10, seed=3)
+            attention_heads=2, batch_size=32, max_steps=30, val_every=10, seed=3, calibrate=True)
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +47,11 @@ def test_checkpoint_round_trip_gives_identical_forecasts(fitted, tmp_path):
     assert all(isinstance(v, torch.Tensor) for v in state.values())
     g = TFTForecaster.load(path, device="cpu")
     np.testing.assert_array_equal(g.predict(panel), f.predict(panel))
+    # the recalibrated levels travel with the model
+    assert f.calibrated_levels is not None
+    np.testing.assert_array_equal(g.calibrated_levels, f.calibrated_levels)
+    np.testing.assert_array_equal(g.predict(panel, calibrated=False),
+                                  f.predict(panel, calibrated=False))
     assert g.config.to_dict() == f.config.to_dict() | {"device": "cpu"}
     assert g.history["steps"] == f.history["steps"]
     f.save(path)                                                    # overwrite in place
