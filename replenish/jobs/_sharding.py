@@ -140,7 +140,7 @@ def count_locations(source: Any, file: str | None, fmt: str | None, base: str | 
         if location not in d.schema.names:
             return {}
         col = d.to_table(columns=[location]).column(location)
-    enc = _as_text(col)
+    enc = _as_text(pc.drop_null(col))   # missing keys are reported by the staging checks
     rows = np.bincount(enc.indices.to_numpy(zero_copy_only=False), minlength=len(enc.dictionary))
     names = pc.cast(enc.dictionary, pa.string()).to_pylist()
     return {k: int(v) for k, v in zip(names, rows) if v}

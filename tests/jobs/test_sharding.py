@@ -117,3 +117,8 @@ def test_count_locations_matches_a_plain_count(tmp_path):
     for v in t.column("location").to_pylist():
         ref[str(v)] = ref.get(str(v), 0) + 1
     assert got == ref == _sharding.count_locations(t, None, None, None, "location")
+    with_null = t.set_column(t.column_names.index("location"), "location",
+                             pa.array([None] + t.column("location").to_pylist()[1:]))
+    ref[str(t.column("location")[0].as_py())] -= 1
+    assert _sharding.count_locations(with_null, None, None, None, "location") == ref
+
