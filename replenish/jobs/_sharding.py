@@ -128,15 +128,22 @@ class ShardPlan:
         return cls(int(d["n_shards"]), {k: tuple(v) for k, v in d["units"].items()})
 
 
+def _file_dataset(source: Any, file: str, fmt: str | None, base: str | None) -> ds.Dataset:
+    """One input file of ``source`` (with its hive partition columns when under ``base``)."""
+    fs, _ = _filesystem(source)
+    if base:
+        return ds.dataset([file], format=fmt, filesystem=fs, partitioning="hive",
+                          partition_base_dir=base)
+    return ds.dataset(file, format=fmt, filesystem=fs)
+
+
 def count_locations(source: Any, file: str | None, fmt: str | None, base: str | None,
                     location: str) -> dict[str, int]:
     """Rows per location (as text) of one input file, or of a table when ``file`` is None."""
     if file is None:
         col = source.column(location)
     else:
-        fs, _ = _filesystem(source)
-        d = ds.dataset([file], format=fmt, filesystem=fs, partitioning="hive",
-                       partition_base_dir=base) if base else ds.dataset(file, format=fmt, filesystem=fs)
+        d = _file_dataset(source, file, fmt, base)
         if location not in d.schema.names:
             return {}
         col = d.to_table(columns=[location]).column(location)
@@ -178,9 +185,7 @@ def stage_file(source: Any, file: str, fmt: str, base: str | None, columns: Sequ
     called on each batch before it is written (the row rules of the history), so bad input
     fails here, before any training.
     """
-    fs, _ = _filesystem(source)
-    d = ds.dataset([file], format=fmt, filesystem=fs, partitioning="hive",
-                   partition_base_dir=base) if base else ds.dataset(file, format=fmt, filesystem=fs)
+    d = _file_dataset(source, file, fmt, base)
     missing = [c for c in columns if c not in d.schema.names]
     if missing:
         raise DataError(f"{name}: required column(s) {missing} missing in {file}; it has "

@@ -167,12 +167,14 @@ def _stage_all(client, cfg: PlanConfig, stage: Path, n_shards: int) -> "_shardin
         jobs.append(("inventory", cfg.inventory, inv_schema, keys))
     if cfg.future is not None:
         jobs.append(("future", cfg.future, list(c.keys) + [c.date] + list(c.known), c.keys))
+    listing = {name: _sharding.input_files(source) for name, source, _, _ in jobs
+               if not isinstance(source, pa.Table)}
     # The shard plan comes from the rows per location of the main input (history or forecasts).
     name, source, _, keys = jobs[0]
     if isinstance(source, pa.Table):
         counts = [_sharding.count_locations(source, None, None, None, keys[1])]
     else:
-        files, fmt, base = _sharding.input_files(source)
+        files, fmt, base = listing[name]
         counts = client.gather([client.submit(_sharding.count_locations, str(source), f, fmt, base,
                                               keys[1], pure=False) for f in files])
     rows: dict[str, int] = {}
@@ -188,7 +190,7 @@ def _stage_all(client, cfg: PlanConfig, stage: Path, n_shards: int) -> "_shardin
         if isinstance(source, pa.Table):
             _sharding.stage_table(source, columns, keys, plan, str(stage), name, check=check)
             continue
-        files, fmt, base = _sharding.input_files(source)
+        files, fmt, base = listing[name]
         if not files:
             raise DataError(f"{name}: no input files found at {source}")
         futures += [client.submit(_sharding.stage_file, str(source), f, fmt, base, columns, keys,
