@@ -5,7 +5,8 @@
 Measures, on this machine, in one run:
 
 * the normal-approximation path ``plan_orders(method="normal")`` from quantile
-  forecasts (n items x 28 days x 7 quantiles, float32), items/s;
+  forecasts (n items x 28 days x 7 quantiles, float32), items/s, with the fused
+  host kernels (Numba) and, for the smaller size, in plain NumPy;
 * the fused policy step alone (z, safety stock, reorder point, order-up-to,
   order quantity) from lead-time-demand moments, items/s;
 * the sampling path ``plan_orders(method="sample")``: n items x 1000 samples x
@@ -173,8 +174,19 @@ def main(argv=None):
     print(f"peak resident memory so far (sampling, incl. its {sample_n:,} x {HORIZON} x {LEVELS.size} input): "
           f"{res['peak_rss_gb_after_sampling']:.2f} GB")
 
+    from replenish.kernels import _cpu
+
+    res["fused_host_kernels"] = _cpu.enabled()
+    print(f"fused host kernels (Numba) for the normal path: {'on' if res['fused_host_kernels'] else 'OFF'}")
+    n = normal_sizes[0]
+    os.environ["REPLENISH_NUMBA"] = "0"  # the same path in plain NumPy array code, for comparison
+    t = bench_normal(n, repeat=3)
+    del os.environ["REPLENISH_NUMBA"]
+    res[f"normal_path_numpy_only_{n}_s"] = t
+    print(f"plan_orders normal path, plain NumPy (REPLENISH_NUMBA=0), {n:>10,} items: {t:7.2f} s "
+          f"= {n / t:12,.0f} items/s")
     for n in normal_sizes:
-        t = bench_normal(n, repeat=1 if n >= 5_000_000 else 3)
+        t = bench_normal(n, repeat=3)
         ratio = sp_per_item * n / t
         res[f"normal_path_{n}_s"] = t
         res[f"normal_path_{n}_items_per_s"] = n / t

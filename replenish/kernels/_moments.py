@@ -16,7 +16,8 @@ gives zero variance, low-variation items keep their digits), and the
 differences double as the check that forecasts are non-negative and do not
 cross.  Two ``(n*H, Q)``-row products and a row-wise dot replace about a dozen
 elementwise passes over the knots; chunks failing the check take the general
-path (clip, sort, knots).
+path (clip, sort, knots).  NumPy input runs the same formulas as one fused,
+compiled loop (:mod:`._cpu`); this array code serves CuPy and is the reference.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import functools
 
 import numpy as np
 
+from . import _cpu
 from ._backend import asarray, get_xp
 from .period_demand import _moments_from_knots, basis_weights, knots
 
@@ -96,6 +98,9 @@ def period_summary(levels, q):
     """
     xp = get_xp(q)
     c, horizon, n_q = q.shape
+    if xp is np and _cpu.enabled() and q.size:
+        fused = _cpu.period_summary(levels, q)
+        return fused if fused is not None else _general(levels, q)
     first, second, k = _design(tuple(float(v) for v in levels))
     dt = q.dtype.type
     rows = q.reshape(c * horizon, n_q)
@@ -103,10 +108,7 @@ def period_summary(levels, q):
     # elementwise steps below stream memory instead of striding through narrow columns.
     d = asarray(first.T, xp, dtype=q.dtype) @ rows.T
     if d.shape[1] and float(d.min()) < 0:  # negative or crossing forecasts: clip and sort first
-        kn = knots(levels, q)
-        mean, var = _moments_from_knots(levels, kn)
-        med = kn @ asarray(basis_weights(levels, np.array([0.5]))[0], xp, dtype=q.dtype)
-        return mean, var, med
+        return _general(levels, q)
     diffs = d[1:]
     z = asarray(second.T, xp, dtype=q.dtype) @ diffs
     m = n_q - 1
@@ -118,3 +120,12 @@ def period_summary(levels, q):
     mean = centre + shift
     med = centre + z[m + 2] + dt(k["med0"]) * e
     return mean.reshape(c, horizon), var.reshape(c, horizon), med.reshape(c, horizon)
+
+
+def _general(levels, q):
+    # negative or crossing forecasts: clip and sort into knots first
+    xp = get_xp(q)
+    kn = knots(levels, q)
+    mean, var = _moments_from_knots(levels, kn)
+    med = kn @ asarray(basis_weights(levels, np.array([0.5]))[0], xp, dtype=q.dtype)
+    return mean, var, med

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from . import _cpu
 from ._backend import get_xp
 from ._sampling import SamplingProblem
 from ._validate import check_finite, item_array, lead_time_pmf_array
@@ -99,7 +102,16 @@ def interval_demand_moments(daily_mean, daily_var, length, length_var=None):
     xp = get_xp(daily_mean)
     for name, a in (("daily_mean", daily_mean), ("daily_var", daily_var), ("length", length)):
         check_finite(name, a, xp)
+    return _interval_moments(daily_mean, daily_var, length, length_var)
+
+
+def _interval_moments(daily_mean, daily_var, length, length_var=None):
+    # unchecked core of interval_demand_moments (the plan's own arrays are finite by construction)
+    xp = get_xp(daily_mean)
     dtype = daily_mean.dtype
+    if xp is np and _cpu.enabled() and length.size and daily_mean.shape[1]:
+        out = _cpu.interval_moments(daily_mean, daily_var, length, length_var)
+        return out[0], out[1]
     n_days = max(int(math.ceil(float(xp.max(length)))) if length.size else 0, 1)
     w = interval_weights(length, n_days, xp, dtype)
     mean = xp.einsum("ij,ij->i", w, _extend_days(daily_mean, n_days))
@@ -130,10 +142,12 @@ def mixture_demand_moments(daily_mean, daily_var, lead_time_pmf, offset):
         exact also for non-stationary forecasts.
     """
     xp = get_xp(daily_mean)
+    for name, a in (("daily_mean", daily_mean), ("daily_var", daily_var), ("offset", offset)):
+        check_finite(name, a, xp)
     n_lags = lead_time_pmf.shape[1]
     first = second = 0
     for lag in range(n_lags):
-        m, s = interval_demand_moments(daily_mean, daily_var, offset + lag)
+        m, s = _interval_moments(daily_mean, daily_var, offset + lag)
         w = lead_time_pmf[:, lag]
         first = first + w * m
         second = second + w * (s * s + m * m)

@@ -1,6 +1,9 @@
 """Order quantities and order timing from the inventory position."""
 from __future__ import annotations
 
+import numpy as np
+
+from . import _cpu
 from ._backend import asarray, get_xp, is_cupy
 from ._validate import check_finite
 
@@ -124,6 +127,8 @@ def periods_until_order(position, reorder_point, demand_per_period):
     for name, a in (("position", pos), ("reorder_point", rop), ("demand_per_period", d)):
         check_finite(name, a, xp)
     horizon = d.shape[1]
+    if xp is np and _cpu.enabled() and horizon:
+        return _cpu.periods_until_order(pos, rop, d)
     # demand drawn before period t, as one product with a strictly-upper-triangular
     # matrix of ones (numpy's cumsum along rows is several times slower)
     before = xp.triu(xp.ones((horizon, horizon), dtype=dt), k=1)

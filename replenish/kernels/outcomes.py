@@ -21,7 +21,9 @@ annual figures.  For normal demand these are exact and sum to stockpyl's
 """
 from __future__ import annotations
 
-from . import _normal
+import numpy as np
+
+from . import _cpu, _normal
 from ._backend import asarray, get_xp, special
 from ._validate import check_finite
 
@@ -123,6 +125,8 @@ def outcomes_normal(lead_time_demand_mean, lead_time_demand_std, reorder_point, 
                     ("order_up_to", big_s)):
         check_finite(name, a, xp)
     dtype = s.dtype
+    if xp is np and _cpu.enabled():
+        return _cpu.outcomes_normal(mu, sd, s, big_s, rate, rev, h, p, k)
     lot = _lot(xp, s, big_s, rate, rev)
     pos = sd > 0
     z = (s - mu) / xp.where(pos, sd, 1)

@@ -31,7 +31,7 @@ __all__ = ["prepare_quantiles", "knots", "basis_weights", "quantile_function", "
 _FINITE_CHECK_CHUNK = 1 << 22  # elements per finiteness pass; bounds the bool temporary
 
 
-def prepare_quantiles(levels, quantiles):
+def prepare_quantiles(levels, quantiles, check_values=True):
     """Validate quantile forecasts.
 
     Parameters
@@ -40,6 +40,9 @@ def prepare_quantiles(levels, quantiles):
         Probability levels, strictly increasing inside (0, 1), ``Q >= 2``.
     quantiles : array_like, shape (n, H, Q)
         Demand quantiles per item and period, units of stock per period.
+    check_values : bool
+        ``False`` skips the finiteness pass over the forecasts, for callers
+        whose own pass detects non-finite values (the fused host kernels).
 
     Returns
     -------
@@ -68,20 +71,29 @@ def prepare_quantiles(levels, quantiles):
         raise ValueError(f"quantiles must have shape (n, H, {p.shape[0]}), got {q.shape}")
     if q.shape[1] < 1:
         raise ValueError("quantiles must cover at least one period (H >= 1)")
+    if check_values:
+        check_quantile_values(q)
+    return p, q
+
+
+def check_quantile_values(q):
+    """Raise ``ValueError`` with the count of non-finite forecasts in ``q`` (any shape)."""
+    xp = get_xp(q)
     flat = q.reshape(-1)
     bad = 0
     for start in range(0, flat.size, _FINITE_CHECK_CHUNK):
         part = flat[start:start + _FINITE_CHECK_CHUNK]
         # A finite sum proves every entry finite (NaN and inf propagate); only
         # count entries, an extra pass, when it is not (or when it overflowed).
-        if not bool(xp.isfinite(part.sum())):
+        with np.errstate(over="ignore", invalid="ignore"):  # the count below settles it
+            total = part.sum()
+        if not bool(xp.isfinite(total)):
             bad += int(xp.count_nonzero(~xp.isfinite(part)))
     if bad:
         raise ValueError(
             f"quantiles has {bad} non-finite entr{'y' if bad == 1 else 'ies'} (NaN or infinite) "
             f"out of {flat.size}; replenishment inputs must be finite"
         )
-    return p, q
 
 
 def knots(levels, q, copy=True):

@@ -8,14 +8,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _cpu
 from ._backend import asarray, get_xp, is_cupy
 from ._sampling import SamplingProblem
 from ._validate import (SERVICE_LEVEL_MAX, SERVICE_LEVEL_MIN, item_array, lead_time_pmf_array,
                         service_level_array)
 from .allocation import allocate_budget
 from ._moments import period_summary
-from .lead_time import interval_demand_moments, mixture_demand_moments
-from .period_demand import basis_weights, prepare_quantiles
+from .lead_time import _interval_moments, mixture_demand_moments
+from .period_demand import basis_weights, check_quantile_values, prepare_quantiles
 from .orders import order_quantity, periods_until_order
 from .outcomes import _outcomes_samples, outcomes_normal
 from .policies import (_empirical_fill_rate_level, _empirical_quantile, critical_fractile, economic_order_quantity,
@@ -31,8 +32,10 @@ OUTPUT_KEYS = (
     "service_level_used", "expected_fill_rate", "expected_cycle_service_level", "expected_on_hand",
     "expected_backorders", "expected_holding_cost", "expected_stockout_cost", "expected_ordering_cost",
 )
-_NORMAL_CHUNK = {"cpu": 16384, "gpu": 1 << 20}  # items per chunk; on the host temporaries stay under
-# glibc's 32 MB mmap threshold (reused, no page faults), on the device chunks are large
+# Items per chunk.  On the host, temporaries stay under glibc's 32 MB mmap threshold (reused,
+# no page faults): NumPy's period pass holds (Q, c * H) arrays, the fused one only (c, H).
+# On the device chunks are large.
+_NORMAL_CHUNK = {"cpu": 16384, "fused": 32768, "gpu": 1 << 20}
 
 
 @dataclass
@@ -178,7 +181,9 @@ def plan_orders(levels, quantiles, *, on_hand, on_order, backorders=None, lead_t
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if drawdown not in ("median", "mean"):
         raise ValueError("drawdown must be 'median' or 'mean'")
-    p, q = prepare_quantiles(levels, quantiles)
+    # the fused host kernel reports NaN and inf forecasts itself: no separate pass over them
+    fused = method == "normal" and get_xp(quantiles) is np and _cpu.enabled()
+    p, q = prepare_quantiles(levels, quantiles, check_values=not fused)
     xp = get_xp(q)
     n = q.shape[0]
     items, pmf, lead_std = _items(xp, q.dtype, n, dict(
@@ -196,7 +201,7 @@ def plan_orders(levels, quantiles, *, on_hand, on_order, backorders=None, lead_t
             out[k][sel] = v
 
     if method == "normal":
-        size = chunk_size or _NORMAL_CHUNK["gpu" if is_cupy(xp) else "cpu"]
+        size = chunk_size or _NORMAL_CHUNK["gpu" if is_cupy(xp) else "fused" if fused else "cpu"]
 
         def job(sel):
             mean_d, var_d, median_d = period_summary(p, q[sel])
@@ -204,12 +209,18 @@ def plan_orders(levels, quantiles, *, on_hand, on_order, backorders=None, lead_t
                 rows = pmf if pmf.shape[0] == 1 else pmf[sel]
                 mu_l, sd_l = mixture_demand_moments(mean_d, var_d, rows, xp.zeros_like(mean_d[:, 0]))
                 mu_p, sd_p = mixture_demand_moments(mean_d, var_d, rows, items.review[sel])
+                rate = None
+            elif fused:  # both intervals and the demand rate in one pass
+                lm = items.lead_mean[sel]
+                mu_l, sd_l, mu_p, sd_p, rate = _cpu.interval_moments(mean_d, var_d, lm, items.lead_var[sel],
+                                                                     lm + items.review[sel])
             else:
                 lm, lv = items.lead_mean[sel], items.lead_var[sel]
-                mu_l, sd_l = interval_demand_moments(mean_d, var_d, lm, lv)
-                mu_p, sd_p = interval_demand_moments(mean_d, var_d, lm + items.review[sel], lv)
+                mu_l, sd_l = _interval_moments(mean_d, var_d, lm, lv)
+                mu_p, sd_p = _interval_moments(mean_d, var_d, lm + items.review[sel], lv)
+                rate = None
             path = median_d if drawdown == "median" else mean_d
-            store(sel, _finish(xp, items, sel, target, mean_d, path, normal=(mu_l, sd_l, mu_p, sd_p)))
+            store(sel, _finish(xp, items, sel, target, mean_d, path, normal=(mu_l, sd_l, mu_p, sd_p), rate=rate))
 
         jobs = [slice(start, min(start + size, n)) for start in range(0, n, size)]
     else:
@@ -234,13 +245,17 @@ def plan_orders(levels, quantiles, *, on_hand, on_order, backorders=None, lead_t
         # run in parallel on threads (each writes its own items).  BLAS itself is
         # held to one thread: its own threads fight the workers, and on small
         # products (K ~ 9) their wake-ups cost 10-100x the arithmetic.
-        with _single_threaded_blas():
-            if threads > 1 and len(jobs) > 1:
-                with ThreadPoolExecutor(threads) as pool:
-                    list(pool.map(job, jobs))
-            else:
-                for chunk in jobs:
-                    job(chunk)
+        try:
+            with _single_threaded_blas():
+                if threads > 1 and len(jobs) > 1:
+                    with ThreadPoolExecutor(threads) as pool:
+                        list(pool.map(job, jobs))
+                else:
+                    for chunk in jobs:
+                        job(chunk)
+        except _cpu.NonFiniteForecasts:
+            check_quantile_values(q)  # raises with the count over all items
+            raise ValueError("quantile forecasts too large: the period moments overflowed the float range") from None
     if budget is not None or capacity is not None:
         if group is None:
             raise ValueError("budget or capacity needs group codes")
@@ -333,12 +348,13 @@ def _sample_moments(xp, d):
     return mean, xp.sqrt(xp.maximum(sq - mean * mean, 0))
 
 
-def _finish(xp, it, sel, target, mean_d, path, normal=None, samples=None):
+def _finish(xp, it, sel, target, mean_d, path, normal=None, samples=None, rate=None):
     """Policy, order, timing and outcomes for one chunk of items (``sel`` into the (n,) inputs)."""
     level, review, pos = it.level[sel], it.review[sel], it.position[sel]
     hold, short, k = it.holding[sel], it.stockout[sel], it.order_cost[sel]
     moq, pack, cap = it.moq[sel], it.pack[sel], it.cap[sel]
-    rate = mean_d.mean(axis=1)  # demand per period over the horizon, for EOQ and cycle lengths
+    if rate is None:
+        rate = mean_d.mean(axis=1)  # demand per period over the horizon, for EOQ and cycle lengths
     eoq = economic_order_quantity(k, hold, rate).astype(rate.dtype)
     if samples is not None:
         d_l, d_pi = samples
