@@ -153,8 +153,13 @@ def _unlimited_as_none(max_order: np.ndarray) -> np.ndarray | None:
 
 
 def optimize(panel: Panel, levels: np.ndarray, q: np.ndarray, inv: dict[str, np.ndarray],
-             spec: dict[str, Any]) -> pa.Table:
-    """Inventory decisions for every series of the panel (see README, 'orders')."""
+             spec: dict[str, Any], n_threads: int | None = 1) -> pa.Table:
+    """Inventory decisions for every series of the panel (see README, 'orders').
+
+    ``n_threads`` 1 (the default): the shard tasks run one per worker thread and the
+    cluster has one worker thread per core, so the kernels must not start threads of
+    their own (``None``: the kernels' default, every core).
+    """
     from ..kernels import plan_orders
 
     step = FREQ_STEP_DAYS[panel.freq]
@@ -168,7 +173,7 @@ def optimize(panel: Panel, levels: np.ndarray, q: np.ndarray, inv: dict[str, np.
         if spec["target"] != "cost" else inv["stockout_cost"],
         order_cost=inv["order_cost"], moq=inv["moq"], case_pack=inv["case_pack"],
         max_order=_unlimited_as_none(inv["max_order"]), periods_per_year=365.0 / step, method=spec["method"],
-        n_samples=spec["n_samples"], seed=spec["seed"])
+        n_samples=spec["n_samples"], seed=spec["seed"], n_threads=n_threads)
     res = {k: np.asarray(v) for k, v in res.items()}
     as_of = panel.end + np.timedelta64(step, "D")
     wait = res["periods_until_order"]
