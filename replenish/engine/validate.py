@@ -24,8 +24,8 @@ import pyarrow.compute as pc
 from .contract import ColumnMap, DataError, INVENTORY_COLUMNS, InventoryDefaults
 from .panel import FREQ_STEP_DAYS, Panel
 
-__all__ = ["build_panel", "check_rows", "checked_demand", "validate_inventory", "infer_freq",
-           "to_dates", "to_numeric"]
+__all__ = ["build_panel", "check_inventory_rows", "check_rows", "checked_demand",
+           "validate_inventory", "infer_freq", "to_dates", "to_numeric"]
 
 log = logging.getLogger("replenish")
 
@@ -39,9 +39,17 @@ def to_dates(arr: pa.ChunkedArray | pa.Array, column: str) -> np.ndarray:
         out = arr.cast(pa.date32()) if not pa.types.is_date32(t) else arr
     elif pa.types.is_string(t) or pa.types.is_large_string(t):
         import pandas as pd
-        parsed = pd.to_datetime(pd.Series(arr.to_numpy(zero_copy_only=False)), errors="coerce")
+        text = pd.Series(arr.to_numpy(zero_copy_only=False))
+        parsed = pd.to_datetime(text, errors="coerce")
         out = pa.array(parsed.values.astype("datetime64[D]"),
                        mask=parsed.isna().to_numpy()).cast(pa.date32())
+        failed = parsed.isna() & text.notna()
+        if failed.any():
+            # the format is inferred from the first value, so a day-first column whose first
+            # day is <= 12 fails on the later days > 12: never guessed, reported with an example
+            raise DataError(f"column '{column}': rule 'must be a valid date' broken by "
+                            f"{int(failed.sum())} rows (e.g. {text[failed].iloc[0]!r}); write dates "
+                            f"as YYYY-MM-DD (ISO 8601) text or as a date or timestamp column")
     else:
         raise DataError(f"column '{column}': rule 'must be a date or an ISO date string' broken by "
                         f"all {len(arr)} rows (type {t})")
@@ -406,6 +414,80 @@ def _future_known(panel: Panel, future: pa.Table, columns: ColumnMap,
     return out
 
 
+_INVENTORY_RULES = [
+    ("on_hand", lambda a: ~np.isfinite(a), "must be a finite number"),
+    ("on_order", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0"),
+    ("backorders", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0"),
+    ("lead_time_days", lambda a: ~np.isfinite(a) | (a < 0), "lead time must be >= 0 days"),
+    ("lead_time_std_days", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0 days"),
+    ("review_period_days", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0 days"),
+    ("unit_cost", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0"),
+    ("holding_cost_rate", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0"),
+    ("service_level", lambda a: ~((a > 0) & (a < 1)), "service level must be in (0, 1)"),
+    ("stockout_cost", lambda a: a < 0, "must be >= 0 (or missing)"),
+    ("order_cost", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0"),
+    ("moq", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0"),
+    ("case_pack", lambda a: ~np.isfinite(a) | (a <= 0), "must be > 0"),
+    ("max_order", lambda a: np.isnan(a) | (a < 0), "must be >= 0"),
+]
+
+
+def _inventory_keys(inventory: pa.Table, columns: ColumnMap) -> tuple[str, str]:
+    # the key columns (the mapped names, or sku/location) after checking the required columns
+    sc, lc = columns.sku, columns.location
+    if sc not in inventory.column_names and "sku" in inventory.column_names:
+        sc = "sku"
+    if lc not in inventory.column_names and "location" in inventory.column_names:
+        lc = "location"
+    required = [sc, lc] + [k for k, (d, _) in INVENTORY_COLUMNS.items() if d is None]
+    missing = [c for c in required if c not in inventory.column_names]
+    if missing:
+        raise DataError(f"inventory: required column(s) {missing} missing; it has "
+                        f"{inventory.column_names}")
+    return sc, lc
+
+
+def _inventory_values(inventory: pa.Table, defaults: InventoryDefaults) -> dict[str, np.ndarray]:
+    # every INVENTORY_COLUMNS value per row (float64; defaults for absent columns and for
+    # missing optional values), after the value rules
+    out: dict[str, np.ndarray] = {}
+    for name in INVENTORY_COLUMNS:
+        if name in inventory.column_names:
+            v = to_numeric(inventory.column(name), name)
+            nulls = np.isnan(v)
+            if nulls.any() and name in defaults.values:
+                v[nulls] = defaults.values[name]
+            elif nulls.any():
+                raise DataError(f"inventory column '{name}': rule 'must not be missing' broken by "
+                                f"{int(nulls.sum())} rows")
+            out[name] = v
+        else:
+            out[name] = np.full(inventory.num_rows, defaults.values[name], dtype=np.float64)
+    for name, broken, rule in _INVENTORY_RULES:
+        nb = int(broken(out[name]).sum())
+        if nb:
+            raise DataError(f"inventory column '{name}': rule '{rule}' broken by {nb} rows")
+    return out
+
+
+def check_inventory_rows(inventory: pa.Table, columns: ColumnMap = ColumnMap(),
+                         defaults: InventoryDefaults = InventoryDefaults()) -> None:
+    """The rules of :func:`validate_inventory` that hold row by row, for any chunk of an inventory.
+
+    Required columns present, keys present, values numeric, not missing (unless they have a
+    default) and within their bounds. Matching rows to the history's SKU-locations needs the
+    whole history and is checked per shard. The jobs run this while staging, so a bad
+    inventory fails the job before any training.
+    """
+    sc, lc = _inventory_keys(inventory, columns)
+    for key in (sc, lc):
+        nulls = inventory.column(key).null_count
+        if nulls:
+            raise DataError(f"inventory column '{key}': rule 'key must not be missing' broken by "
+                            f"{nulls} rows")
+    _inventory_values(_plain(inventory), defaults)
+
+
 def validate_inventory(inventory: pa.Table, panel: Panel, columns: ColumnMap = ColumnMap(),
                        defaults: InventoryDefaults = InventoryDefaults(),
                        unmatched: str = "error") -> dict[str, np.ndarray]:
@@ -417,16 +499,7 @@ def validate_inventory(inventory: pa.Table, panel: Panel, columns: ColumnMap = C
     SKU-locations without an inventory row (``unmatched="error"``; ``"drop"`` ignores
     extra inventory rows with a logged count), and impossible values.
     """
-    sc, lc = columns.sku, columns.location
-    if sc not in inventory.column_names and "sku" in inventory.column_names:
-        sc = "sku"
-    if lc not in inventory.column_names and "location" in inventory.column_names:
-        lc = "location"
-    required = [sc, lc] + [k for k, (d, _) in INVENTORY_COLUMNS.items() if d is None]
-    missing = [c for c in required if c not in inventory.column_names]
-    if missing:
-        raise DataError(f"inventory: required column(s) {missing} missing; it has "
-                        f"{inventory.column_names}")
+    sc, lc = _inventory_keys(inventory, columns)
     inventory = _plain(inventory)
     pos = _match_keys(panel, inventory.column(sc), inventory.column(lc))
     unknown = int((pos < 0).sum())
@@ -443,39 +516,10 @@ def validate_inventory(inventory: pa.Table, panel: Panel, columns: ColumnMap = C
     if (counts == 0).any():
         raise DataError(f"inventory: rule 'every SKU-location of the history has an inventory row' "
                         f"broken by {int((counts == 0).sum())} SKU-locations")
-    out: dict[str, np.ndarray] = {}
-    for name in INVENTORY_COLUMNS:
-        if name in inventory.column_names:
-            v = to_numeric(inventory.column(name), name)[valid]
-            nulls = np.isnan(v)
-            if nulls.any() and name in defaults.values:
-                v[nulls] = defaults.values[name]
-            elif nulls.any():
-                raise DataError(f"inventory column '{name}': rule 'must not be missing' broken by "
-                                f"{int(nulls.sum())} rows")
-            arr = np.empty(panel.n_series)
-            arr[pos[valid]] = v
-        else:
-            arr = np.full(panel.n_series, defaults.values[name], dtype=np.float64)
+    rows = inventory if valid.all() else inventory.filter(pa.array(valid))
+    out = {}
+    for name, v in _inventory_values(rows, defaults).items():
+        arr = np.empty(panel.n_series)
+        arr[pos[valid]] = v  # one row per series (checked above)
         out[name] = arr
-    rules = [
-        ("on_hand", lambda a: ~np.isfinite(a), "must be a finite number"),
-        ("on_order", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0"),
-        ("backorders", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0"),
-        ("lead_time_days", lambda a: ~np.isfinite(a) | (a < 0), "lead time must be >= 0 days"),
-        ("lead_time_std_days", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0 days"),
-        ("review_period_days", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0 days"),
-        ("unit_cost", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0"),
-        ("holding_cost_rate", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0"),
-        ("service_level", lambda a: ~((a > 0) & (a < 1)), "service level must be in (0, 1)"),
-        ("stockout_cost", lambda a: a < 0, "must be >= 0 (or missing)"),
-        ("order_cost", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0"),
-        ("moq", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0"),
-        ("case_pack", lambda a: ~np.isfinite(a) | (a <= 0), "must be > 0"),
-        ("max_order", lambda a: np.isnan(a) | (a < 0), "must be >= 0"),
-    ]
-    for name, broken, rule in rules:
-        nb = int(broken(out[name]).sum())
-        if nb:
-            raise DataError(f"inventory column '{name}': rule '{rule}' broken by {nb} rows")
     return out

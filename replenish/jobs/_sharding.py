@@ -55,17 +55,18 @@ def _pair_hash(sku, location) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def shard_of(sku: pa.Array | np.ndarray, location: pa.Array | np.ndarray,
-             shards: "int | ShardPlan") -> np.ndarray:
+             shards: "int | ShardPlan", with_hash: bool = False):
     """Shard number of each (sku, location), int32. Stable across runs and machines.
 
     With an int ``n``: the hash of the text ``sku + "\\x1f" + location`` modulo ``n`` (integer
     and string ids agree). With a :class:`ShardPlan`: the plan's shard for the location and
-    the pair's bucket within it.
+    the pair's bucket within it. ``with_hash``: also return each row's pair hash (uint64).
     """
     if isinstance(shards, ShardPlan):
-        return shards.assign(sku, location)
+        return shards.assign(sku, location, with_hash)
     h, _, _ = _pair_hash(sku, location)
-    return (h % np.uint64(shards)).astype(np.int32)
+    out = (h % np.uint64(shards)).astype(np.int32)
+    return (out, h) if with_hash else out
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class ShardPlan:
             heapq.heappush(heap, (load - neg_rows, k))
         return cls(n_shards, {loc: tuple(v) for loc, v in sorted(placed.items())})
 
-    def assign(self, sku, location) -> np.ndarray:
+    def assign(self, sku, location, with_hash: bool = False):
         h, loc_code, l_text = _pair_hash(sku, location)
         # per distinct location of this chunk: its shards, flattened, with offsets and counts
         flat, start, count = [], np.zeros(len(l_text), np.int64), np.zeros(len(l_text), np.uint64)
@@ -118,7 +119,7 @@ class ShardPlan:
         known = c > 0
         j = (h % np.maximum(c, np.uint64(1))).astype(np.int64)
         out = np.where(known, flat_a[start[loc_code] + j], (h % np.uint64(self.n_shards)).astype(np.int64))
-        return out.astype(np.int32)
+        return (out.astype(np.int32), h) if with_hash else out.astype(np.int32)
 
     def to_json(self) -> dict[str, Any]:
         return {"n_shards": self.n_shards, "units": {k: list(v) for k, v in self.units.items()}}
@@ -175,8 +176,12 @@ def stage_file(source: Any, file: str, fmt: str, base: str | None, columns: Sequ
                key_cols: tuple[str, str], shards: "int | ShardPlan", stage: str, name: str,
                batch_rows: int = 1 << 21, order: int = 0,
                buffer_rows: int = BUFFER_ROWS,
-               check: Callable[[pa.Table], None] | None = None) -> dict[int, int]:
+               check: Callable[[pa.Table], None] | None = None, pairs: str | None = None):
     """Split one input file into shard folders. Returns rows written per shard.
+
+    With ``pairs`` ("unique" or "all") returns ``(rows per shard, pair hashes)``: the
+    distinct (sku, location) pair hashes of the file, or one per row (to count duplicates);
+    the job compares them across inputs before training.
 
     Record batches are split by shard and buffered; every ``buffer_rows`` rows (and at the
     end) each shard's buffered rows are written as one file, named
@@ -191,7 +196,7 @@ def stage_file(source: Any, file: str, fmt: str, base: str | None, columns: Sequ
         raise DataError(f"{name}: required column(s) {missing} missing in {file}; it has "
                         f"{d.schema.names}")
     split = _Splitter(key_cols, shards, stage, name,
-                      f"{order:06d}-{hashlib.sha1(file.encode()).hexdigest()[:12]}", buffer_rows)
+                      f"{order:06d}-{hashlib.sha1(file.encode()).hexdigest()[:12]}", buffer_rows, pairs)
     for batch in d.to_batches(columns=list(columns), batch_size=batch_rows):
         table = pa.Table.from_batches([batch])
         if check is not None:
@@ -201,28 +206,30 @@ def stage_file(source: Any, file: str, fmt: str, base: str | None, columns: Sequ
                 raise DataError(f"{name} file {file}: {e}") from e
         split.add(table)
     split.flush()
-    return split.counts
+    return split.result()
 
 
 def stage_table(table: pa.Table, columns: Sequence[str], key_cols: tuple[str, str],
-                shards: "int | ShardPlan",
-                stage: str, name: str, check: Callable[[pa.Table], None] | None = None) -> dict[int, int]:
-    """Split an in-memory table into shard folders (``check``: as in :func:`stage_file`)."""
+                shards: "int | ShardPlan", stage: str, name: str,
+                check: Callable[[pa.Table], None] | None = None, pairs: str | None = None):
+    """Split an in-memory table into shard folders (``check``, ``pairs``: as in :func:`stage_file`)."""
     if check is not None:
         check(table)
-    split = _Splitter(key_cols, shards, stage, name, "table", buffer_rows=max(table.num_rows, 1))
+    split = _Splitter(key_cols, shards, stage, name, "table", max(table.num_rows, 1), pairs)
     split.add(table.select(list(columns)))
     split.flush()
-    return split.counts
+    return split.result()
 
 
 class _Splitter:
     """Buffers rows by shard and writes each shard's buffer as one file per flush."""
 
     def __init__(self, key_cols: tuple[str, str], shards: "int | ShardPlan", stage: str, name: str,
-                 tag: str, buffer_rows: int):
+                 tag: str, buffer_rows: int, pairs: str | None = None):
         self.key_cols, self.shards, self.stage, self.name = key_cols, shards, stage, name
         self.tag, self.buffer_rows = tag, buffer_rows
+        self.pairs = pairs          # None, "unique" or "all": collect the rows' pair hashes
+        self.hashes: list[np.ndarray] = []
         self.parts: dict[int, list[pa.Table]] = {}
         self.buffered = 0
         self.flushes = 0
@@ -237,7 +244,10 @@ class _Splitter:
             if table.column(k).null_count:
                 raise DataError(f"column '{k}': rule 'key must not be missing' broken by "
                                 f"{table.column(k).null_count} rows")
-        shard = shard_of(table.column(self.key_cols[0]), table.column(self.key_cols[1]), self.shards)
+        shard, h = shard_of(table.column(self.key_cols[0]), table.column(self.key_cols[1]), self.shards,
+                            with_hash=True)
+        if self.pairs:
+            self.hashes.append(np.unique(h) if self.pairs == "unique" else h)
         order = np.argsort(shard, kind="stable")
         shard_sorted = shard[order]
         table = table.take(pa.array(order))
@@ -259,6 +269,12 @@ class _Splitter:
         self.parts.clear()
         self.buffered = 0
         self.flushes += 1
+
+    def result(self):
+        if not self.pairs:
+            return self.counts
+        h = np.concatenate(self.hashes) if self.hashes else np.zeros(0, np.uint64)
+        return self.counts, (np.unique(h) if self.pairs == "unique" else h)
 
 
 def read_shard(stage: str | Path, name: str, shard: int, columns: Sequence[str] | None = None) -> pa.Table | None:

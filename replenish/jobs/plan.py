@@ -26,11 +26,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
-from ..engine.contract import DataError
+from ..engine.contract import DataError, InventoryDefaults
 from ..engine.io import open_dataset
-from ..engine.validate import check_rows
+from ..engine.validate import check_inventory_rows, check_rows
 from . import _sharding
 from ._tasks import optimize_shard_task, plan_shard_task, train_task
 from .cluster import connect
@@ -183,21 +184,58 @@ def _stage_all(client, cfg: PlanConfig, stage: Path, n_shards: int) -> "_shardin
             rows[loc] = rows.get(loc, 0) + r
     plan = _sharding.ShardPlan.from_counts(rows, n_shards)
     futures = []
-    history_check = functools.partial(check_rows, columns=c, negative=cfg.negative,
-                                      missing_demand=cfg.missing_demand)
+    # row rules fail the job here, before training; rules that need whole series (or the
+    # history's SKU-locations, for the inventory) are checked per shard
+    checks = {"history": functools.partial(check_rows, columns=c, negative=cfg.negative,
+                                           missing_demand=cfg.missing_demand),
+              "inventory": functools.partial(check_inventory_rows, columns=c,
+                                             defaults=InventoryDefaults().with_overrides(cfg.inventory_defaults))}
+    # the main input's and the inventory's SKU-locations are compared here too (as pair hashes)
+    main = jobs[0][0]
+    match = cfg.inventory is not None
+    pairs = {main: "unique", "inventory": "all"} if match else {}
     for name, source, columns, keys in jobs:
-        check = history_check if name == "history" else None
+        check = checks.get(name)
         if isinstance(source, pa.Table):
-            _sharding.stage_table(source, columns, keys, plan, str(stage), name, check=check)
+            futures.append((name, _sharding.stage_table(source, columns, keys, plan, str(stage), name,
+                                                        check=check, pairs=pairs.get(name))))
             continue
         files, fmt, base = listing[name]
         if not files:
             raise DataError(f"{name}: no input files found at {source}")
-        futures += [client.submit(_sharding.stage_file, str(source), f, fmt, base, columns, keys,
-                                  plan, str(stage), name, order=i, check=check, pure=False)
+        futures += [(name, client.submit(_sharding.stage_file, str(source), f, fmt, base, columns, keys,
+                                         plan, str(stage), name, order=i, check=check,
+                                         pairs=pairs.get(name), pure=False))
                     for i, f in enumerate(files)]
-    client.gather(futures)
+    done = client.gather([f for _, f in futures])
+    if match:
+        got = {main: [], "inventory": []}
+        for (name, _), res in zip(futures, done):
+            if name in got:
+                got[name].append(res[1])
+        _match_inventory(main, *(np.concatenate(got[k]) for k in (main, "inventory")))
     return plan
+
+
+def _match_inventory(main: str, main_pairs, inv_pairs) -> None:
+    """Fail before training when the inventory's SKU-locations are not those of ``main``.
+
+    ``main_pairs``: pair hashes of the history (or forecasts), ``inv_pairs``: one per
+    inventory row. The same rules are checked again per shard on the actual keys.
+    """
+    series = np.unique(main_pairs)
+    inv, counts = np.unique(inv_pairs, return_counts=True)
+    dup = int((counts > 1).sum())
+    if dup:
+        raise DataError(f"inventory: rule 'one row per SKU-location' broken by {dup} SKU-locations")
+    extra = int((~np.isin(inv, series, assume_unique=True)).sum())
+    if extra:
+        raise DataError(f"inventory: rule 'every row is a SKU-location of the {main}' broken by "
+                        f"{extra} rows")
+    lacking = int((~np.isin(series, inv, assume_unique=True)).sum())
+    if lacking:
+        raise DataError(f"inventory: rule 'every SKU-location of the {main} has an inventory row' "
+                        f"broken by {lacking} SKU-locations")
 
 
 def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast", "optimize"),

@@ -7,7 +7,7 @@ import pyarrow.compute as pc
 import pytest
 
 from replenish.engine.contract import ColumnMap, DataError
-from replenish.engine.validate import build_panel, validate_inventory
+from replenish.engine.validate import build_panel, check_inventory_rows, to_dates, validate_inventory
 from tests.conftest import make_history
 
 COLS = ColumnMap(known=("price", "promo"), static=("category",))
@@ -186,8 +186,34 @@ def test_inventory_impossible_values(history, col, value, rule):
     p = build_panel(history, COLS)
     vals = np.full(p.n_series, 1.0 if col != "service_level" else 0.9)
     vals[1] = value
+    inv = _inventory(p, **{col: vals})
     with pytest.raises(DataError, match=rf"inventory column '{col}': rule '{rule}' broken by 1 rows"):
-        validate_inventory(_inventory(p, **{col: vals}), p)
+        validate_inventory(inv, p)
+    # the row rules need no history: the jobs check them while staging, before training
+    with pytest.raises(DataError, match=rf"inventory column '{col}': rule '{rule}' broken by 1 rows"):
+        check_inventory_rows(inv)
+
+
+def test_inventory_row_checks_without_history(history):
+    p = build_panel(history, COLS)
+    good = _inventory(p, unit_cost=np.array([2.0, None, 3.0, 4.0], dtype=float))
+    check_inventory_rows(good)  # a missing optional value takes its default
+    with pytest.raises(DataError, match=r"required column\(s\) \['on_order'\] missing"):
+        check_inventory_rows(good.drop_columns(["on_order"]))
+    with pytest.raises(DataError, match=r"inventory column 'on_hand': rule 'must not be missing' broken by 2 rows"):
+        check_inventory_rows(_inventory(p, on_hand=np.array([1.0, np.nan, np.nan, 2.0])))
+    keys = good.column("sku").to_pylist()
+    keys[0] = None
+    with pytest.raises(DataError, match=r"inventory column 'sku': rule 'key must not be missing' broken by 1 rows"):
+        check_inventory_rows(good.set_column(0, "sku", pa.array(keys)))
+    renamed = good.rename_columns(["item", "store", *good.column_names[2:]])
+    check_inventory_rows(renamed, ColumnMap(sku="item", location="store"))
+
+
+def test_day_first_date_strings_are_refused_with_an_example():
+    with pytest.raises(DataError, match=r"column 'day': rule 'must be a valid date' broken by 1 rows "
+                                        r"\(e.g. '13.01.2024'\); write dates as YYYY-MM-DD"):
+        to_dates(pa.array(["01.01.2024", "13.01.2024"]), "day")
 
 
 def test_inventory_int_keys_match_string_keys():

@@ -203,6 +203,38 @@ def test_bad_rows_fail_while_staging_before_training(client, data, tmp_path):
     assert not (out / "_SUCCESS").exists()
 
 
+def _inventory_variants(inv: pa.Table):
+    two = inv.slice(0, 2).set_column(inv.column_names.index("sku"), "sku", pa.array(["NEW1", "NEW2"]))
+    on_hand = inv.column("on_hand").to_numpy().copy()
+    on_hand[[3, 5]] = np.nan
+    return [
+        (inv.slice(1), r"inventory: rule 'every SKU-location of the history has an inventory row' "
+                       r"broken by 1 SKU-locations"),
+        (pa.concat_tables([inv, two]), r"inventory: rule 'every row is a SKU-location of the history' "
+                                       r"broken by 2 rows"),
+        (pa.concat_tables([inv, inv.slice(0, 3)]), r"inventory: rule 'one row per SKU-location' broken by "
+                                                   r"3 SKU-locations"),
+        (inv.set_column(inv.column_names.index("on_hand"), "on_hand", pa.array(on_hand)),
+         r"inventory file .*inventory.parquet: inventory column 'on_hand': rule 'must not be missing' "
+         r"broken by 2 rows"),
+        (inv.drop_columns(["on_order"]), r"inventory: required column\(s\) \['on_order'\] missing"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(5))
+def test_inventory_problems_fail_while_staging_before_training(client, data, tmp_path, case):
+    inv, message = _inventory_variants(data["inventory"])[case]
+    pq.write_table(inv, tmp_path / "inventory.parquet")
+    out = tmp_path / "bad_inventory"
+    cfg = _cfg(data, out, None, inventory=str(tmp_path / "inventory.parquet"))
+    cfg.model = None
+    with pytest.raises(DataError, match=message):
+        run_plan(cfg, client=client)
+    m = read_manifest(out)
+    assert m["status"] == "failed" and "model" not in m and not (out / "model").exists()
+    assert not (out / "_SUCCESS").exists()
+
+
 from distributed.diagnostics.plugin import WorkerPlugin  # noqa: E402
 
 
