@@ -247,7 +247,8 @@ class _Splitter:
         shard, h = shard_of(table.column(self.key_cols[0]), table.column(self.key_cols[1]), self.shards,
                             with_hash=True)
         if self.pairs:
-            self.hashes.append(np.unique(h) if self.pairs == "unique" else h)
+            import pandas as pd
+            self.hashes.append(pd.unique(h) if self.pairs == "unique" else h)  # hash-based: O(rows)
         order = np.argsort(shard, kind="stable")
         shard_sorted = shard[order]
         table = table.take(pa.array(order))
