@@ -36,6 +36,9 @@ class ColumnMap:
     static : tuple of str
         Per-series attributes constant over time (category, store format...). Integer and
         string columns are treated as categories, float columns as numbers.
+    date_format : str or None
+        ``strftime`` format of date strings (e.g. ``"%d.%m.%Y"``) in the history and future
+        tables. None: date or timestamp columns, or ISO 8601 text (``YYYY-MM-DD``).
     """
 
     sku: str = "sku"
@@ -45,6 +48,7 @@ class ColumnMap:
     known: tuple[str, ...] = ()
     observed: tuple[str, ...] = ()
     static: tuple[str, ...] = ()
+    date_format: str | None = None
 
     @property
     def keys(self) -> tuple[str, str]:

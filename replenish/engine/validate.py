@@ -30,8 +30,12 @@ __all__ = ["build_panel", "check_inventory_rows", "check_rows", "checked_demand"
 log = logging.getLogger("replenish")
 
 
-def to_dates(arr: pa.ChunkedArray | pa.Array, column: str) -> np.ndarray:
-    """Parse a date column to datetime64[D]; raise naming the unparseable rows."""
+def to_dates(arr: pa.ChunkedArray | pa.Array, column: str, fmt: str | None = None) -> np.ndarray:
+    """Parse a date column to datetime64[D]; raise naming the unparseable rows.
+
+    Date and timestamp columns are taken as they are; text is ISO 8601 unless ``fmt`` (a
+    ``strftime`` format such as ``"%d.%m.%Y"``) says otherwise.
+    """
     arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
     n_null_in = arr.null_count
     t = arr.type
@@ -40,16 +44,20 @@ def to_dates(arr: pa.ChunkedArray | pa.Array, column: str) -> np.ndarray:
     elif pa.types.is_string(t) or pa.types.is_large_string(t):
         import pandas as pd
         text = pd.Series(arr.to_numpy(zero_copy_only=False))
-        parsed = pd.to_datetime(text, errors="coerce")
+        parsed = pd.to_datetime(text, errors="coerce", format=fmt)
         out = pa.array(parsed.values.astype("datetime64[D]"),
                        mask=parsed.isna().to_numpy()).cast(pa.date32())
         failed = parsed.isna() & text.notna()
+        if failed.any() and fmt:
+            raise DataError(f"column '{column}': rule 'must be a date in the format {fmt!r}' broken "
+                            f"by {int(failed.sum())} rows (e.g. {text[failed].iloc[0]!r})")
         if failed.any():
-            # the format is inferred from the first value, so a day-first column whose first
-            # day is <= 12 fails on the later days > 12: never guessed, reported with an example
+            # without a format it is inferred from the first value, so a day-first column whose
+            # first day is <= 12 fails on the later days > 12: never guessed, reported with an example
             raise DataError(f"column '{column}': rule 'must be a valid date' broken by "
                             f"{int(failed.sum())} rows (e.g. {text[failed].iloc[0]!r}); write dates "
-                            f"as YYYY-MM-DD (ISO 8601) text or as a date or timestamp column")
+                            f"as YYYY-MM-DD (ISO 8601) text or as a date or timestamp column, or "
+                            f"give their format (--date-format '%d.%m.%Y')")
     else:
         raise DataError(f"column '{column}': rule 'must be a date or an ISO date string' broken by "
                         f"all {len(arr)} rows (type {t})")
@@ -125,7 +133,7 @@ def check_rows(table: pa.Table, columns: ColumnMap, negative: str = "error",
         nulls = table.column(key).null_count
         if nulls:
             raise DataError(f"column '{key}': rule 'key must not be missing' broken by {nulls} rows")
-    to_dates(table.column(columns.date), columns.date)
+    to_dates(table.column(columns.date), columns.date, columns.date_format)
     checked_demand(table.column(columns.demand), columns.demand, negative, missing_demand)
     for c in columns.known + columns.observed:
         to_numeric(table.column(c), c)
@@ -219,7 +227,7 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
         if nulls:
             raise DataError(f"column '{key}': rule 'key must not be missing' broken by {nulls} rows")
     table = _plain(table.select(list(columns.all_columns())))
-    dates = to_dates(table.column(columns.date), columns.date)
+    dates = to_dates(table.column(columns.date), columns.date, columns.date_format)
     # Sort by (sku, location, date) on integer ranks of the keys (a key's rank among its
     # distinct values sorts as the value does): no string comparisons per row, and no
     # reordering at all when the input is already sorted (staged shards are).
@@ -385,7 +393,7 @@ def _future_known(panel: Panel, future: pa.Table, columns: ColumnMap,
     if missing:
         raise DataError(f"future: required column(s) {missing} missing; it has {future.column_names}")
     future = _plain(future)
-    fdates = to_dates(future.column(columns.date), columns.date)
+    fdates = to_dates(future.column(columns.date), columns.date, columns.date_format)
     sid = _match_keys(panel, future.column(columns.sku), future.column(columns.location))
     unknown = sid < 0
     if unknown.any():

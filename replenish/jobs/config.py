@@ -16,6 +16,7 @@ TOML layout (every key optional; CLI flags win)::
     sku = "item_id"
     location = "store_id"
     date = "day"
+    date_format = "%d.%m.%Y"       # of date strings; default ISO 8601 (YYYY-MM-DD)
     demand = "units_sold"
     known = ["price", "promo"]
     observed = []

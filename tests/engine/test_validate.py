@@ -210,6 +210,22 @@ def test_inventory_row_checks_without_history(history):
     check_inventory_rows(renamed, ColumnMap(sku="item", location="store"))
 
 
+def test_date_strings_in_a_given_format(history):
+    got = to_dates(pa.array(["01.02.2024", "13.01.2024", "31.12.2023"]), "day", "%d.%m.%Y")
+    assert got.tolist() == np.array(["2024-02-01", "2024-01-13", "2023-12-31"], dtype="datetime64[D]").tolist()
+    with pytest.raises(DataError, match=r"column 'day': rule 'must be a date in the format '%d.%m.%Y'' "
+                                        r"broken by 1 rows \(e.g. '2024-01-13'\)"):
+        to_dates(pa.array(["01.02.2024", "2024-01-13"]), "day", "%d.%m.%Y")
+    # through build_panel: the same panel as with real dates
+    days = history.column("date").to_numpy().astype("datetime64[D]")
+    text = pa.array([f"{d.item().day:02d}.{d.item().month:02d}.{d.item().year}" for d in days])
+    p1 = build_panel(history, COLS)
+    p2 = build_panel(history.set_column(history.column_names.index("date"), "date", text),
+                     ColumnMap(**{**COLS.__dict__, "date_format": "%d.%m.%Y"}))
+    np.testing.assert_array_equal(p1.start, p2.start)
+    np.testing.assert_array_equal(p1.demand, p2.demand)
+
+
 def test_day_first_date_strings_are_refused_with_an_example():
     with pytest.raises(DataError, match=r"column 'day': rule 'must be a valid date' broken by 1 rows "
                                         r"\(e.g. '13.01.2024'\); write dates as YYYY-MM-DD"):

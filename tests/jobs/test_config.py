@@ -14,6 +14,7 @@ negative = "clip"
 sku = "item_id"
 location = "store_id"
 known = ["price", "promo"]
+date_format = "%Y%m%d"
 [forecast]
 horizon = 14
 [policy]
@@ -37,6 +38,9 @@ def test_toml_and_flags(tmp_path):
     assert cfg.forecast["horizon"] == 21
     assert cfg.inventory_defaults == {"review_period_days": 7}
     assert cfg.history == "h.parquet" and cfg.out == "o"
+    assert cfg.columns.date_format == "%Y%m%d"
+    args = _build_parser().parse_args(["plan", "--config", str(p), "--date-format", "%d.%m.%Y"])
+    assert _config_from_args(args).columns.date_format == "%d.%m.%Y"
 
 
 def test_unknown_section_and_default_keys_rejected(tmp_path):
