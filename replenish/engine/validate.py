@@ -121,22 +121,24 @@ def checked_demand(arr: pa.ChunkedArray | pa.Array, column: str, negative: str =
 
 
 def check_rows(table: pa.Table, columns: ColumnMap, negative: str = "error",
-               missing_demand: str = "error") -> None:
+               missing_demand: str = "error") -> np.datetime64 | None:
     """The rules of :func:`build_panel` that hold row by row, for any chunk of a history.
 
     Keys present, dates valid, demand finite and not negative (unless repaired), covariates
     numeric. The rules that need whole series (duplicates, static attributes, history
     length) are checked when a shard's Panel is built. The jobs run this while staging, so
-    bad rows fail the job before any training.
+    bad rows fail the job before any training. Returns the chunk's latest date (None when
+    it has no rows).
     """
     for key in columns.keys:
         nulls = table.column(key).null_count
         if nulls:
             raise DataError(f"column '{key}': rule 'key must not be missing' broken by {nulls} rows")
-    to_dates(table.column(columns.date), columns.date, columns.date_format)
+    dates = to_dates(table.column(columns.date), columns.date, columns.date_format)
     checked_demand(table.column(columns.demand), columns.demand, negative, missing_demand)
     for c in columns.known + columns.observed:
         to_numeric(table.column(c), c)
+    return dates.max() if len(dates) else None
 
 
 def _plain(table: pa.Table) -> pa.Table:
@@ -183,7 +185,7 @@ def infer_freq(series_id: np.ndarray, dates: np.ndarray) -> str:
 def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str | None = None,
                 negative: str = "error", missing_demand: str = "error", duplicates: str = "error",
                 min_history: int = 1, future: pa.Table | None = None,
-                horizon: int | None = None) -> Panel:
+                horizon: int | None = None, end: Any = None) -> Panel:
     """Validate a long demand table and build the :class:`Panel`.
 
     Parameters
@@ -206,6 +208,12 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
         Known covariates after the history: key columns, date, and the known columns.
     horizon : int, optional
         Number of future periods to take from ``future`` (default: as many as it covers).
+    end : date-like, optional
+        The history's last date for every series (the jobs pass the latest date of the whole
+        history). A series whose rows stop earlier (no sales reported since, or discontinued)
+        is extended to its last period on or before ``end`` with zero demand, counted as
+        ``trailing_filled`` in the report and logged, so that every series is forecast and
+        ordered from the same day. Without it each series ends at its own last row.
     """
     columns.check_distinct()
     for name, opts, v in (("negative", ("error", "clip"), negative),
@@ -296,14 +304,28 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
     if short.any():
         raise DataError(f"column '{columns.date}': rule 'at least {min_history} periods of history "
                         f"per series' broken by {int(short.sum())} series (lower --min-history)")
+    trailing = 0
+    if end is not None:
+        end_day = np.datetime64(end, "D")
+        late = int((dates > end_day).sum())
+        if late:
+            raise DataError(f"column '{columns.date}': rule 'no date after the history's end "
+                            f"{end_day}' broken by {late} rows")
+        common = (end_day - start).astype(np.int64) // step + 1
+        trailing = int((common - lengths).sum())
+        if trailing:
+            report["trailing_filled"] = trailing
+            log.info("%d periods after %d series' last rows, up to %s, filled with zero demand",
+                     trailing, int((common > lengths).sum()), end_day)
+            lengths = common
     indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     rows = indptr[sid] + pos
     n_rows = int(indptr[-1])
-    gaps = n_rows - len(rows)
+    gaps = n_rows - len(rows) - trailing
     if gaps:
         report["gaps_filled"] = gaps
         log.info("%d missing periods filled with zero demand", gaps)
-    if gaps:
+    if gaps or trailing:
         flat_demand = np.zeros(n_rows, dtype=np.float32)
         flat_demand[rows] = demand
         flat_cov = np.full((n_rows, len(cov_names)), np.nan, dtype=np.float32)

@@ -176,12 +176,14 @@ def stage_file(source: Any, file: str, fmt: str, base: str | None, columns: Sequ
                key_cols: tuple[str, str], shards: "int | ShardPlan", stage: str, name: str,
                batch_rows: int = 1 << 21, order: int = 0,
                buffer_rows: int = BUFFER_ROWS,
-               check: Callable[[pa.Table], None] | None = None, pairs: str | None = None):
-    """Split one input file into shard folders. Returns rows written per shard.
+               check: Callable[[pa.Table], Any] | None = None,
+               pairs: str | None = None) -> dict[str, Any]:
+    """Split one input file into shard folders.
 
-    With ``pairs`` ("unique" or "all") returns ``(rows per shard, pair hashes)``: the
-    distinct (sku, location) pair hashes of the file, or one per row (to count duplicates);
-    the job compares them across inputs before training.
+    Returns ``{"counts": rows written per shard, "pairs": ..., "last_date": ...}``. With
+    ``pairs`` ("unique" or "all"), ``"pairs"`` holds the file's distinct (sku, location)
+    pair hashes, or one per row (to count duplicates): the job compares them across inputs
+    before training. ``"last_date"``: the latest date ``check`` returned for any batch.
 
     Record batches are split by shard and buffered; every ``buffer_rows`` rows (and at the
     end) each shard's buffered rows are written as one file, named
@@ -197,28 +199,31 @@ def stage_file(source: Any, file: str, fmt: str, base: str | None, columns: Sequ
                         f"{d.schema.names}")
     split = _Splitter(key_cols, shards, stage, name,
                       f"{order:06d}-{hashlib.sha1(file.encode()).hexdigest()[:12]}", buffer_rows, pairs)
+    last = None
     for batch in d.to_batches(columns=list(columns), batch_size=batch_rows):
         table = pa.Table.from_batches([batch])
         if check is not None:
             try:
-                check(table)
+                got = check(table)
             except DataError as e:
                 raise DataError(f"{name} file {file}: {e}") from e
+            if got is not None:
+                last = got if last is None else max(last, got)
         split.add(table)
     split.flush()
-    return split.result()
+    return split.result(last)
 
 
 def stage_table(table: pa.Table, columns: Sequence[str], key_cols: tuple[str, str],
                 shards: "int | ShardPlan", stage: str, name: str,
-                check: Callable[[pa.Table], None] | None = None, pairs: str | None = None):
-    """Split an in-memory table into shard folders (``check``, ``pairs``: as in :func:`stage_file`)."""
-    if check is not None:
-        check(table)
+                check: Callable[[pa.Table], Any] | None = None,
+                pairs: str | None = None) -> dict[str, Any]:
+    """Split an in-memory table into shard folders (arguments and result as :func:`stage_file`)."""
+    last = check(table) if check is not None else None
     split = _Splitter(key_cols, shards, stage, name, "table", max(table.num_rows, 1), pairs)
     split.add(table.select(list(columns)))
     split.flush()
-    return split.result()
+    return split.result(last)
 
 
 class _Splitter:
@@ -271,11 +276,12 @@ class _Splitter:
         self.buffered = 0
         self.flushes += 1
 
-    def result(self):
-        if not self.pairs:
-            return self.counts
-        h = np.concatenate(self.hashes) if self.hashes else np.zeros(0, np.uint64)
-        return self.counts, (np.unique(h) if self.pairs == "unique" else h)
+    def result(self, last_date=None) -> dict[str, Any]:
+        h = None
+        if self.pairs:
+            h = np.concatenate(self.hashes) if self.hashes else np.zeros(0, np.uint64)
+            h = np.unique(h) if self.pairs == "unique" else h
+        return {"counts": self.counts, "pairs": h, "last_date": last_date}
 
 
 def read_shard(stage: str | Path, name: str, shard: int, columns: Sequence[str] | None = None) -> pa.Table | None:

@@ -45,7 +45,8 @@ def load_shard_panel(stage: str, shard: int, spec: dict[str, Any]) -> Panel | No
     panel = build_panel(hist, columns, freq=spec.get("freq"), negative=spec["negative"],
                         missing_demand=spec["missing_demand"], duplicates=spec["duplicates"],
                         min_history=spec["min_history"], future=fut,
-                        horizon=spec["forecast"].get("horizon", 28) if fut is not None else None)
+                        horizon=spec["forecast"].get("horizon", 28) if fut is not None else None,
+                        end=spec.get("end"))
     if spec.get("has_future") and panel.future_known is None:
         panel.future_known = np.zeros((panel.n_series, 0, len(columns.known)), np.float32)
     return panel

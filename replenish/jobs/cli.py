@@ -42,6 +42,9 @@ def _job_parser(sub, name: str, help: str, inventory: bool = True) -> argparse.A
                    help="missing demand values: fail or treat as 0")
     d.add_argument("--duplicates", choices=["error", "sum"], help="duplicate rows: fail or sum them")
     d.add_argument("--min-history", dest="min_history", type=int, help="minimum periods per series")
+    d.add_argument("--no-align-end", dest="align_end", action="store_const", const=False,
+                   help="keep each series' own last date instead of extending series without "
+                        "recent rows to the history's latest date with zero demand")
     m = p.add_argument_group("model")
     m.add_argument("--horizon", type=int, help="forecast horizon, periods (default 28)")
     m.add_argument("--model", help="use this saved model instead of training one")

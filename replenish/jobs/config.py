@@ -11,6 +11,7 @@ TOML layout (every key optional; CLI flags win)::
     missing_demand = "error"       # or "zero"
     duplicates = "error"           # or "sum"
     min_history = 1                # periods
+    align_end = true               # extend series without recent rows to the latest date (zero demand)
 
     [columns]
     sku = "item_id"
@@ -88,6 +89,7 @@ class PlanConfig:
     missing_demand: str = "error"
     duplicates: str = "error"
     min_history: int = 1
+    align_end: bool = True
     forecast: dict[str, Any] = field(default_factory=dict)
     target: str = "csl"
     method: str = "sample"

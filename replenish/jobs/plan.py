@@ -153,7 +153,9 @@ def _n_shards(cfg: PlanConfig, n_workers: int) -> int:
     return max(2 * n_workers, math.ceil(rows / cfg.rows_per_shard))
 
 
-def _stage_all(client, cfg: PlanConfig, stage: Path, n_shards: int) -> "_sharding.ShardPlan":
+def _stage_all(client, cfg: PlanConfig, stage: Path,
+               n_shards: int) -> tuple["_sharding.ShardPlan", str | None]:
+    """Stage every input into shard folders; return the shard plan and the history's last date."""
     c = cfg.columns
     jobs = []
     if cfg.forecasts is not None:
@@ -212,9 +214,11 @@ def _stage_all(client, cfg: PlanConfig, stage: Path, n_shards: int) -> "_shardin
         got = {main: [], "inventory": []}
         for (name, _), res in zip(futures, done):
             if name in got:
-                got[name].append(res[1])
+                got[name].append(res["pairs"])
         _match_inventory(main, *(np.concatenate(got[k]) for k in (main, "inventory")))
-    return plan
+    ends = [res["last_date"] for (name, _), res in zip(futures, done)
+            if name == "history" and res["last_date"] is not None]
+    return plan, (str(max(ends)) if ends else None)
 
 
 def _match_inventory(main: str, main_pairs, inv_pairs) -> None:
@@ -299,11 +303,14 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
                 t0 = time.perf_counter()
                 shutil.rmtree(stage, ignore_errors=True)
                 _say(f"staging inputs into {n_shards} shards on {n_workers} workers")
-                plan = _stage_all(cl, cfg, stage, n_shards)
+                plan, last = _stage_all(cl, cfg, stage, n_shards)
                 manifest["staged"] = True
                 manifest["shard_plan"] = plan.to_json()
+                manifest["history_end"] = last
                 timings["stage_s"] = time.perf_counter() - t0
                 _write_manifest(out, manifest)
+            if cfg.align_end:  # every series ends on the history's latest date (see build_panel)
+                spec["end"] = manifest.get("history_end")
             if stages == ("optimize",):
                 todo = [s for s in range(n_shards) if str(s) not in manifest["shards"]
                         or not _shard_files_ok(out, manifest["shards"][str(s)])]
@@ -429,8 +436,8 @@ def _summarize(out: Path, manifest: dict, seconds: float) -> dict[str, Any]:
     repairs: dict[str, int] = {}
     for r in reports:
         for k, v in r.items():
-            if k in ("gaps_filled", "negative_clipped", "missing_demand_zeroed", "duplicates_summed",
-                     "future_known_filled"):
+            if k in ("gaps_filled", "trailing_filled", "negative_clipped", "missing_demand_zeroed",
+                     "duplicates_summed", "future_known_filled"):
                 repairs[k] = repairs.get(k, 0) + int(v)
             elif k == "covariates_filled":
                 for c, n in v.items():

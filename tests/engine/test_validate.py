@@ -107,6 +107,37 @@ def test_gaps_filled_with_zero_and_counted(history):
     assert p.known[5, 0] == pytest.approx(history.column("price")[4].as_py())
 
 
+def test_series_without_recent_rows_extend_to_the_common_end(history):
+    # history: 4 series x 30 days from 2024-01-01; drop the last 5 rows of series 1 and the
+    # last 12 of series 3 (no sales reported since), plus one row inside series 0 (a gap)
+    n_days = 30
+    mask = np.ones(history.num_rows, bool)
+    mask[n_days + 25: 2 * n_days] = False
+    mask[4 * n_days - 12:] = False
+    mask[3] = False
+    t = history.filter(pa.array(mask))
+    own = build_panel(t, COLS)
+    assert own.lengths.tolist() == [30, 25, 30, 18] and "trailing_filled" not in own.report
+    p = build_panel(t, COLS, end="2024-01-30")
+    assert p.lengths.tolist() == [30] * 4
+    assert (p.end == np.datetime64("2024-01-30")).all()
+    assert p.report["trailing_filled"] == 5 + 12 and p.report["gaps_filled"] == 1
+    np.testing.assert_array_equal(p.demand[p.indptr[1] + 25: p.indptr[2]], 0)
+    np.testing.assert_array_equal(p.demand[p.indptr[3] + 18:], 0)
+    np.testing.assert_array_equal(p.demand[p.indptr[1]: p.indptr[1] + 25], own.demand[own.indptr[1]: own.indptr[2]])
+    # covariates in the added periods are carried forward from the last reported one
+    assert (p.known[p.indptr[3] + 18:, 0] == p.known[p.indptr[3] + 17, 0]).all()
+    with pytest.raises(DataError, match=r"rule 'no date after the history's end 2024-01-20' broken by 25 rows"):  # 10 + 5 + 10 + 0
+        build_panel(t, COLS, end="2024-01-20")
+
+
+def test_weekly_series_extend_on_their_own_weekday():
+    t = make_history(n_series=2, n_days=10, freq_days=7)   # Mondays from 2024-01-01
+    p = build_panel(t, ColumnMap(known=("price", "promo")), end="2024-03-20")  # a Wednesday
+    assert p.freq == "W" and (p.end == np.datetime64("2024-03-18")).all()   # the last Monday
+    assert p.report["trailing_filled"] == 2 * 2
+
+
 def test_missing_covariates_filled(history):
     price = history.column("price").to_numpy().copy()
     price[[0, 1, 10]] = np.nan

@@ -203,6 +203,36 @@ def test_bad_rows_fail_while_staging_before_training(client, data, tmp_path):
     assert not (out / "_SUCCESS").exists()
 
 
+def test_series_without_recent_sales_are_planned_from_the_same_day(client, data, trained, tmp_path):
+    # sparse data: 3 series report no rows in the last 6 days (no sales); each series still
+    # gets forecasts from the day after the history's last date and orders as of that day
+    hist = data["history"]
+    keys = list(zip(hist.column("sku").to_pylist(), hist.column("location").to_pylist()))
+    quiet = sorted(set(keys))[:3]
+    last = hist.column("date").to_numpy().max()
+    dates = hist.column("date").to_numpy()
+    keep = np.array([not (k in quiet and d > last - np.timedelta64(6, "D")) for k, d in zip(keys, dates)])
+    src = tmp_path / "sparse"
+    src.mkdir()
+    pq.write_table(hist.filter(pa.array(keep)), src / "part-0.parquet")
+    out = tmp_path / "aligned"
+    summary = run_plan(_cfg(data, out, trained, history=str(src)), stages=("forecast", "optimize"),
+                       client=client)
+    assert summary["repairs"]["trailing_filled"] == 3 * 6
+    assert read_manifest(out)["history_end"] == str(last.astype("datetime64[D]"))
+    o = _orders(out)
+    assert set(o.column("as_of").to_numpy().astype("datetime64[D]")) == {last.astype("datetime64[D]") + 1}
+    f = read_output(out, "forecasts")
+    first = pc.min(f.column("date")).as_py()
+    assert np.datetime64(first, "D") == last.astype("datetime64[D]") + 1
+    # without alignment each series keeps its own end (the quiet ones are planned 6 days back)
+    out2 = tmp_path / "own_ends"
+    run_plan(_cfg(data, out2, trained, history=str(src), align_end=False), stages=("forecast", "optimize"),
+             client=client)
+    as_of = _orders(out2).column("as_of").to_numpy().astype("datetime64[D]")
+    assert sorted(set(as_of)) == [last.astype("datetime64[D]") - 5, last.astype("datetime64[D]") + 1]
+
+
 def _inventory_variants(inv: pa.Table):
     two = inv.slice(0, 2).set_column(inv.column_names.index("sku"), "sku", pa.array(["NEW1", "NEW2"]))
     on_hand = inv.column("on_hand").to_numpy().copy()

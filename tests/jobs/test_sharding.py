@@ -41,7 +41,7 @@ def test_stage_file_splits_by_series(tmp_path):
     total = {}
     for f in files:
         for k, v in _sharding.stage_file(str(src), f, fmt, base, t.column_names, ("sku", "location"),
-                                         4, str(tmp_path / "stage"), "history", batch_rows=17).items():
+                                         4, str(tmp_path / "stage"), "history", batch_rows=17)["counts"].items():
             total[k] = total.get(k, 0) + v
     assert sum(total.values()) == t.num_rows
     seen = set()
@@ -64,7 +64,7 @@ def test_stage_hive_partitioned_and_csv(tmp_path):
     rows = 0
     for f in files:
         rows += sum(_sharding.stage_file(str(hive), f, fmt, base, ["sku", "location", "date", "demand"],
-                                         ("sku", "location"), 3, str(tmp_path / "st"), "h").values())
+                                         ("sku", "location"), 3, str(tmp_path / "st"), "h")["counts"].values())
     assert rows == t.num_rows
     csv = tmp_path / "h.csv"
     import pyarrow.csv as pcsv
@@ -72,7 +72,7 @@ def test_stage_hive_partitioned_and_csv(tmp_path):
     files, fmt, base = _sharding.input_files(str(csv))
     assert fmt == "csv"
     n = sum(_sharding.stage_file(str(csv), files[0], fmt, base, t.column_names, ("sku", "location"),
-                                 3, str(tmp_path / "st2"), "h").values())
+                                 3, str(tmp_path / "st2"), "h")["counts"].values())
     assert n == t.num_rows
 
 
