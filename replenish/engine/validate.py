@@ -39,6 +39,9 @@ def to_dates(arr: pa.ChunkedArray | pa.Array, column: str, fmt: str | None = Non
     arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
     n_null_in = arr.null_count
     t = arr.type
+    if fmt and pa.types.is_integer(t):  # 20240131 with "%Y%m%d"
+        arr = arr.cast(pa.string())
+        t = arr.type
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
         out = arr.cast(pa.date32()) if not pa.types.is_date32(t) else arr
     elif pa.types.is_string(t) or pa.types.is_large_string(t):
@@ -59,8 +62,9 @@ def to_dates(arr: pa.ChunkedArray | pa.Array, column: str, fmt: str | None = Non
                             f"as YYYY-MM-DD (ISO 8601) text or as a date or timestamp column, or "
                             f"give their format (--date-format '%d.%m.%Y')")
     else:
+        hint = " (integers such as 20240131: give --date-format '%Y%m%d')" if pa.types.is_integer(t) else ""
         raise DataError(f"column '{column}': rule 'must be a date or an ISO date string' broken by "
-                        f"all {len(arr)} rows (type {t})")
+                        f"all {len(arr)} rows (type {t}){hint}")
     bad = out.null_count
     if bad:
         extra = f" ({bad - n_null_in} unparseable, {n_null_in} missing)" if n_null_in else ""

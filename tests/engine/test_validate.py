@@ -244,6 +244,10 @@ def test_inventory_row_checks_without_history(history):
 def test_date_strings_in_a_given_format(history):
     got = to_dates(pa.array(["01.02.2024", "13.01.2024", "31.12.2023"]), "day", "%d.%m.%Y")
     assert got.tolist() == np.array(["2024-02-01", "2024-01-13", "2023-12-31"], dtype="datetime64[D]").tolist()
+    ints = to_dates(pa.array([20240131, 20231201]), "day", "%Y%m%d")
+    assert ints.tolist() == np.array(["2024-01-31", "2023-12-01"], dtype="datetime64[D]").tolist()
+    with pytest.raises(DataError, match=r"type int64\) \(integers such as 20240131: give --date-format"):
+        to_dates(pa.array([20240131]), "day")
     with pytest.raises(DataError, match=r"column 'day': rule 'must be a date in the format '%d.%m.%Y'' "
                                         r"broken by 1 rows \(e.g. '2024-01-13'\)"):
         to_dates(pa.array(["01.02.2024", "2024-01-13"]), "day", "%d.%m.%Y")
