@@ -41,6 +41,9 @@ def test_toml_and_flags(tmp_path):
     assert cfg.columns.date_format == "%Y%m%d"
     args = _build_parser().parse_args(["plan", "--config", str(p), "--date-format", "%d.%m.%Y"])
     assert _config_from_args(args).columns.date_format == "%d.%m.%Y"
+    assert cfg.align_end is True
+    args = _build_parser().parse_args(["plan", "--config", str(p), "--no-align-end"])
+    assert _config_from_args(args).align_end is False
 
 
 def test_unknown_section_and_default_keys_rejected(tmp_path):
