@@ -17,6 +17,9 @@ __all__ = ["Panel", "FREQ_STEP_DAYS"]
 
 #: Days per period of each supported frequency.
 FREQ_STEP_DAYS = {"D": 1, "W": 7}
+#: Forecast horizon and encoder length (periods) used when a job's config sets neither: four
+#: weeks ahead and sixteen back for daily data, a quarter ahead and a year back for weekly data.
+FREQ_DEFAULTS = {"D": {"horizon": 28, "encoder_length": 112}, "W": {"horizon": 12, "encoder_length": 52}}
 
 
 @dataclass

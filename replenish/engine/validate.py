@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .contract import ColumnMap, DataError, INVENTORY_COLUMNS, InventoryDefaults
-from .panel import FREQ_STEP_DAYS, Panel
+from .panel import FREQ_DEFAULTS, FREQ_STEP_DAYS, Panel
 
 __all__ = ["build_panel", "check_inventory_rows", "check_rows", "checked_demand",
            "validate_inventory", "infer_freq", "to_dates", "to_numeric"]
@@ -189,7 +189,7 @@ def infer_freq(series_id: np.ndarray, dates: np.ndarray) -> str:
 def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str | None = None,
                 negative: str = "error", missing_demand: str = "error", duplicates: str = "error",
                 min_history: int = 1, future: pa.Table | None = None,
-                horizon: int | None = None, end: Any = None) -> Panel:
+                horizon: int | str | None = None, end: Any = None) -> Panel:
     """Validate a long demand table and build the :class:`Panel`.
 
     Parameters
@@ -210,8 +210,9 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
         Minimum number of periods (after filling gaps) a series must have.
     future : pyarrow.Table, optional
         Known covariates after the history: key columns, date, and the known columns.
-    horizon : int, optional
-        Number of future periods to take from ``future`` (default: as many as it covers).
+    horizon : int or "auto", optional
+        Number of future periods to take from ``future`` (default: as many as it covers;
+        "auto": the default horizon of the panel's frequency, ``FREQ_DEFAULTS``).
     end : date-like, optional
         The history's last date for every series (the jobs pass the latest date of the whole
         history). A series whose rows stop earlier (no sales reported since, or discontinued)
@@ -366,6 +367,8 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
                   observed_names=tuple(columns.observed), static=static, report=report)
     report.update(series=n_series, rows=n_rows, freq=freq)
     if future is not None:
+        if horizon == "auto":
+            horizon = FREQ_DEFAULTS[freq]["horizon"]
         panel.future_known = _future_known(panel, future, columns, horizon)
     return panel
 

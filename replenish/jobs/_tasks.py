@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from ..engine.contract import ColumnMap, DataError, InventoryDefaults
 from ..engine.io import write_parquet_atomic
-from ..engine.panel import FREQ_STEP_DAYS, Panel
+from ..engine.panel import FREQ_DEFAULTS, FREQ_STEP_DAYS, Panel
 from ..engine.validate import build_panel, validate_inventory
 from ._sharding import file_checksum, read_shard
 
@@ -45,7 +45,7 @@ def load_shard_panel(stage: str, shard: int, spec: dict[str, Any]) -> Panel | No
     panel = build_panel(hist, columns, freq=spec.get("freq"), negative=spec["negative"],
                         missing_demand=spec["missing_demand"], duplicates=spec["duplicates"],
                         min_history=spec["min_history"], future=fut,
-                        horizon=spec["forecast"].get("horizon", 28) if fut is not None else None,
+                        horizon=spec["forecast"].get("horizon", "auto") if fut is not None else None,
                         end=spec.get("end"))
     if spec.get("has_future") and panel.future_known is None:
         panel.future_known = np.zeros((panel.n_series, 0, len(columns.known)), np.float32)
@@ -102,7 +102,8 @@ def _train(stage: str, shards: list[int], spec: dict[str, Any], model_dir: str,
     if panel.n_series > max_series:
         rng = np.random.default_rng(spec.get("seed", 0))
         panel = panel.take(np.sort(rng.choice(panel.n_series, max_series, replace=False)))
-    model = TFTForecaster(ForecastConfig(**spec["forecast"]))
+    settings = {**FREQ_DEFAULTS[panel.freq], **spec["forecast"]}  # weekly data: 12 ahead, 52 back
+    model = TFTForecaster(ForecastConfig(**settings))
     model.fit(panel, init_from=init_from)
     tmp = Path(model_dir).with_name(Path(model_dir).name + ".tmp")
     model.save(tmp)

@@ -102,3 +102,16 @@ def test_messy_data_without_repairs_fails_naming_the_rule(client, tmp_path):
                                         r"number' broken by 4 rows"):
         replenish.plan(hist, inv, out=tmp_path / "strict", columns=COLUMNS, forecast=TINY,
                        client=client)
+
+
+def test_weekly_data_get_weekly_default_horizon_and_encoder(client, tmp_path):
+    # no horizon or encoder length given: a quarter ahead (12 weeks) and a year back (52)
+    hist, inv, _ = _messy(seed=1)
+    small = {k: v for k, v in TINY.items() if k not in ("horizon", "encoder_length")}
+    out = tmp_path / "defaults"
+    res = replenish.plan(hist, inv, out=out, columns=COLUMNS, negative="clip", missing_demand="zero",
+                         forecast=small, n_samples=200, client=client, return_tables=True)
+    config = json.loads((out / "model" / "model.json").read_text())["config"]
+    assert config["horizon"] == 12 and config["encoder_length"] == 52
+    f = res["forecasts"].to_pandas()
+    assert len(f) == 12 * 12 and f.groupby(["sku", "location"]).size().eq(12).all()
