@@ -72,8 +72,15 @@ def to_dates(arr: pa.ChunkedArray | pa.Array, column: str, fmt: str | None = Non
     return out.to_numpy(zero_copy_only=False).astype("datetime64[D]")
 
 
-def to_numeric(arr: pa.ChunkedArray | pa.Array, column: str) -> np.ndarray:
-    """Cast a column to float64 (nulls become NaN); raise naming the non-numeric rows."""
+_FLAG_WORDS = {"true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0, "y": 1.0, "n": 0.0, "t": 1.0, "f": 0.0}
+
+
+def to_numeric(arr: pa.ChunkedArray | pa.Array, column: str, flags: bool = False) -> np.ndarray:
+    """Cast a column to float64 (nulls become NaN); raise naming the non-numeric rows.
+
+    Booleans become 1/0; with ``flags`` (covariates) so do the words true/false, yes/no,
+    y/n and t/f in any case.
+    """
     arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
     t = arr.type
     if pa.types.is_boolean(t):
@@ -85,9 +92,15 @@ def to_numeric(arr: pa.ChunkedArray | pa.Array, column: str) -> np.ndarray:
         import pandas as pd
         raw = pd.Series(arr.to_numpy(zero_copy_only=False))
         num = pd.to_numeric(raw, errors="coerce")
-        bad = int((num.isna() & raw.notna()).sum())
-        if bad:
-            raise DataError(f"column '{column}': rule 'must be numeric' broken by {bad} rows")
+        text = num.isna() & raw.notna()
+        if flags and text.any():  # flags written as words (CSV exports of booleans)
+            words = raw[text].str.strip().str.lower().map(_FLAG_WORDS)
+            num[text] = words
+        bad = num.isna() & raw.notna()
+        if bad.any():
+            raise DataError(f"column '{column}': rule 'must be numeric' broken by {int(bad.sum())} rows "
+                            f"(e.g. {raw[bad].iloc[0]!r}); text values such as event names are not "
+                            f"read as categories: encode them as 0/1 columns")
         return num.to_numpy(np.float64)
     raise DataError(f"column '{column}': rule 'must be numeric' broken by all {len(arr)} rows "
                     f"(type {t})")
@@ -141,7 +154,7 @@ def check_rows(table: pa.Table, columns: ColumnMap, negative: str = "error",
     dates = to_dates(table.column(columns.date), columns.date, columns.date_format)
     checked_demand(table.column(columns.demand), columns.demand, negative, missing_demand)
     for c in columns.known + columns.observed:
-        to_numeric(table.column(c), c)
+        to_numeric(table.column(c), c, flags=True)
     return dates.max() if len(dates) else None
 
 
@@ -270,7 +283,7 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
     cov_names = columns.known + columns.observed
     cov = np.empty((n, len(cov_names)), dtype=np.float32)
     for j, c in enumerate(cov_names):
-        cov[:, j] = to_numeric(column(c), c)
+        cov[:, j] = to_numeric(column(c), c, flags=True)
 
     dup = np.zeros(n, dtype=bool)
     dup[1:] = (~new_series[1:]) & (dates[1:] == dates[:-1])
@@ -438,7 +451,7 @@ def _future_known(panel: Panel, future: pa.Table, columns: ColumnMap,
     k = len(columns.known)
     out = np.full((panel.n_series, h, k), np.nan, dtype=np.float32)
     if k:
-        vals = np.column_stack([to_numeric(future.column(c), c) for c in columns.known])
+        vals = np.column_stack([to_numeric(future.column(c), c, flags=True) for c in columns.known])
         out[sid[valid], pos[valid]] = vals[valid]
         miss = np.isnan(out)
         if miss.any():

@@ -7,7 +7,8 @@ import pyarrow.compute as pc
 import pytest
 
 from replenish.engine.contract import ColumnMap, DataError
-from replenish.engine.validate import build_panel, check_inventory_rows, to_dates, validate_inventory
+from replenish.engine.validate import (build_panel, check_inventory_rows, to_dates, to_numeric,
+                                       validate_inventory)
 from tests.conftest import make_history
 
 COLS = ColumnMap(known=("price", "promo"), static=("category",))
@@ -316,3 +317,17 @@ def test_row_order_and_chunking_do_not_matter(str_keys):
     i = 5
     t0 = ref.start[i]
     assert p.demand[p.indptr[i] + 3] == d[(ref.sku[i], ref.location[i], (t0 + 3).astype(object))]
+
+
+def test_covariate_flags_written_as_words(history):
+    got = to_numeric(pa.array(["1", "Yes", "no", None, "TRUE", "2.5", "f"]), "promo", flags=True)
+    np.testing.assert_array_equal(got, [1, 1, 0, np.nan, 1, 2.5, 0])
+    with pytest.raises(DataError, match=r"column 'demand': rule 'must be numeric' broken by 1 rows \(e.g. 'yes'\)"):
+        to_numeric(pa.array(["1", "yes"]), "demand")  # not for demand or stock
+    with pytest.raises(DataError, match=r"column 'event': rule 'must be numeric' broken by 2 rows "
+                                        r"\(e.g. 'Christmas'\); text values such as event names"):
+        to_numeric(pa.array(["Christmas", "0", "Easter"]), "event", flags=True)
+    words = np.where(history.column("promo").to_numpy() == 1, "True", "False")
+    p1 = build_panel(history, COLS)
+    p2 = build_panel(history.set_column(history.column_names.index("promo"), "promo", pa.array(words)), COLS)
+    np.testing.assert_array_equal(p1.known, p2.known)
