@@ -2,7 +2,8 @@
 # The prepared GPU run: every GPU figure the open issues ask for, in one device call.
 #
 # On the device machine (the Dask and pytorch-forecasting wheels: fill .whl once with
-# `bash ../shared/device/wheels.sh`, carry .whl), from the repository root:
+# `bash ../shared/device/wheels.sh numba==0.68.1 llvmlite==0.50.0`, carry .whl; the image has
+# no Numba, and without it the host side runs the plain NumPy kernels), from the repository root:
 #
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
 #       --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit
