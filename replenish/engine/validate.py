@@ -514,9 +514,13 @@ def _inventory_values(inventory: pa.Table, defaults: InventoryDefaults) -> dict[
         else:
             out[name] = np.full(inventory.num_rows, defaults.values[name], dtype=np.float64)
     for name, broken, rule in _INVENTORY_RULES:
-        nb = int(broken(out[name]).sum())
+        bad = broken(out[name])
+        nb = int(bad.sum())
         if nb:
-            raise DataError(f"inventory column '{name}': rule '{rule}' broken by {nb} rows")
+            hint = ""
+            if name == "service_level" and (out[name][bad] > 1).all() and (out[name][bad] < 100).all():
+                hint = " (a fraction: 0.95 for 95%)"
+            raise DataError(f"inventory column '{name}': rule '{rule}' broken by {nb} rows{hint}")
     return out
 
 

@@ -226,6 +226,13 @@ def test_inventory_impossible_values(history, col, value, rule):
         check_inventory_rows(inv)
 
 
+def test_service_level_in_percent_gets_a_hint(history):
+    p = build_panel(history, COLS)
+    with pytest.raises(DataError, match=r"rule 'service level must be in \(0, 1\)' broken by 4 rows "
+                                        r"\(a fraction: 0.95 for 95%\)"):
+        check_inventory_rows(_inventory(p, service_level=np.full(p.n_series, 95.0)))
+
+
 def test_inventory_row_checks_without_history(history):
     p = build_panel(history, COLS)
     good = _inventory(p, unit_cost=np.array([2.0, None, 3.0, 4.0], dtype=float))
