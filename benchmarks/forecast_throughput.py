@@ -274,7 +274,7 @@ def main() -> None:
     ap.add_argument("--batch-ours", type=int, default=0,
                     help="our training batch (default: the pipeline's 256; GPUs: try 1024)")
     ap.add_argument("--predict-batch", type=int, default=0,
-                    help="our prediction batch (default 1024 on CPU, 8192 on GPU)")
+                    help="our prediction batch (default 256 on CPU, 8192 on GPU)")
     ap.add_argument("--predict-scale", type=int, default=0,
                     help="also time our prediction of this many series (e.g. 1000000)")
     ap.add_argument("--worker", choices=["pipeline", "ours"], help=argparse.SUPPRESS)
