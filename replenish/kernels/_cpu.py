@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 _BLOCK = 512  # rows per transposed block: 8 lanes x 512 x 4 B fits in L1 with room to spare
 
 
-
 @functools.lru_cache(maxsize=1)
 def _numba():
     # imported on first use (about 0.3 s), not with the package; the NumPy path keeps
@@ -348,19 +347,16 @@ def periods_until_order(position, reorder_point, demand):
     return out
 
 
-OUTCOME_KEYS = ("expected_fill_rate", "expected_cycle_service_level", "expected_on_hand", "expected_backorders",
-                "expected_holding_cost", "expected_stockout_cost", "expected_ordering_cost")
-
-
 def outcomes_normal(mu, sd, reorder_point, order_up_to, rate, review, holding_cost, stockout_cost, order_cost):
     """Fused :func:`replenish.kernels.outcomes.outcomes_normal` (checked (n,) arrays of one dtype).
 
     One per-item pass in float64 (loss functions through ``erfc``), results in
-    the input's dtype; keys, units and formulas as there.
+    the input's dtype: an array of shape (7, n), rows in the order of
+    :data:`replenish.kernels.outcomes.OUTCOME_KEYS`; units and formulas as there.
     """
     n = mu.shape[0]
-    out = np.empty((len(OUTCOME_KEYS), n), dtype=mu.dtype)
+    out = np.empty((7, n), dtype=mu.dtype)
     args = [np.ascontiguousarray(np.broadcast_to(a, (n,))) for a in (
         mu, sd, reorder_point, order_up_to, rate, review, holding_cost, stockout_cost, order_cost)]
     _compiled()[2](*args, out)
-    return dict(zip(OUTCOME_KEYS, out))
+    return out

@@ -65,6 +65,11 @@ def normal_second_order_loss(x, mean, std):
     return xp.where(pos, sd * sd * _normal.second_loss(z), 0.5 * short * short)
 
 
+#: The expected outcomes of a policy, in this order (the fused host kernel fills them by row).
+OUTCOME_KEYS = ("expected_fill_rate", "expected_cycle_service_level", "expected_on_hand", "expected_backorders",
+                "expected_holding_cost", "expected_stockout_cost", "expected_ordering_cost")
+
+
 def _assemble(xp, dtype, *, mean, s, lot, cdf_s, g_s, g_sq, g2_s, g2_sq, demand_rate, review,
               holding_cost, stockout_cost, order_cost):
     has_lot = lot > 0
@@ -75,16 +80,9 @@ def _assemble(xp, dtype, *, mean, s, lot, cdf_s, g_s, g_sq, g2_s, g2_sq, demand_
     per_review = 1 / xp.maximum(review, 1)
     orders = xp.where(has_lot, demand_rate / safe, xp.where(demand_rate > 0, 1.0, 0.0))
     orders = xp.minimum(orders, per_review)
-    res = {
-        "expected_fill_rate": xp.clip(fill, 0, 1),
-        "expected_cycle_service_level": xp.clip(cdf_s, 0, 1),
-        "expected_on_hand": on_hand,
-        "expected_backorders": xp.maximum(backorders, 0),
-        "expected_holding_cost": holding_cost * on_hand,
-        "expected_stockout_cost": stockout_cost * xp.maximum(backorders, 0),
-        "expected_ordering_cost": order_cost * orders,
-    }
-    return {k: v.astype(dtype, copy=False) for k, v in res.items()}
+    values = (xp.clip(fill, 0, 1), xp.clip(cdf_s, 0, 1), on_hand, xp.maximum(backorders, 0),
+              holding_cost * on_hand, stockout_cost * xp.maximum(backorders, 0), order_cost * orders)
+    return {k: v.astype(dtype, copy=False) for k, v in zip(OUTCOME_KEYS, values)}
 
 
 def _lot(xp, reorder_point, order_up_to, demand_rate, review):
@@ -126,7 +124,7 @@ def outcomes_normal(lead_time_demand_mean, lead_time_demand_std, reorder_point, 
         check_finite(name, a, xp)
     dtype = s.dtype
     if xp is np and _cpu.enabled():
-        return _cpu.outcomes_normal(mu, sd, s, big_s, rate, rev, h, p, k)
+        return dict(zip(OUTCOME_KEYS, _cpu.outcomes_normal(mu, sd, s, big_s, rate, rev, h, p, k)))
     lot = _lot(xp, s, big_s, rate, rev)
     pos = sd > 0
     z = (s - mu) / xp.where(pos, sd, 1)
