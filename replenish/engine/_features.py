@@ -61,6 +61,8 @@ class FeatureSpec:
 
     Internal names: keys ``sku`` and ``location``, target ``demand``, panel covariates
     ``known__<name>``, ``observed__<name>``, ``static__<name>``, calendar ``cal_*``.
+    ``categorical`` lists the known/observed covariates that are categories (their classes
+    are the labels seen in training; other labels map to code 0, "unknown").
     """
 
     freq: str
@@ -71,6 +73,7 @@ class FeatureSpec:
     static_cats: list[str]
     static_reals: list[str]
     target_transform: str | None = None
+    categorical: list[str] = field(default_factory=list)
     x_categoricals: list[str] = field(default_factory=list)
     x_reals: list[str] = field(default_factory=list)
     classes: dict[str, list[str]] = field(default_factory=dict)
@@ -103,7 +106,9 @@ def make_spec(panel: Panel, encoder_length: int, horizon: int,
     reals = [n for n, v in panel.static.items() if np.asarray(v).dtype.kind in "fc"]
     return FeatureSpec(freq=panel.freq, encoder_length=int(encoder_length), horizon=int(horizon),
                        known=list(panel.known_names), observed=list(panel.observed_names),
-                       static_cats=cats, static_reals=reals, target_transform=target_transform)
+                       static_cats=cats, static_reals=reals, target_transform=target_transform,
+                       categorical=[n for n in (*panel.known_names, *panel.observed_names)
+                                    if n in panel.categories])
 
 
 def _key_strings(values: np.ndarray) -> np.ndarray:
@@ -134,9 +139,9 @@ def panel_frame(panel: Panel, spec: FeatureSpec, series: np.ndarray | None = Non
         "sku": _key_strings(panel.sku)[sid], "location": _key_strings(panel.location)[sid],
         "time_idx": day // spec.step, TARGET: panel.demand[rows].astype(np.float32)}
     for j, n in enumerate(spec.known):
-        cols[f"known__{n}"] = panel.known[rows, j]
+        cols[f"known__{n}"] = _covariate(panel, spec, n, panel.known[rows, j])
     for j, n in enumerate(spec.observed):
-        cols[f"observed__{n}"] = panel.observed[rows, j]
+        cols[f"observed__{n}"] = _covariate(panel, spec, n, panel.observed[rows, j])
     for n in spec.static_cats:
         cols[f"static__{n}"] = _key_strings(panel.static[n])[sid]
     for n in spec.static_reals:
@@ -147,6 +152,23 @@ def panel_frame(panel: Panel, spec: FeatureSpec, series: np.ndarray | None = Non
     for n in spec.cal_reals:
         cols[n] = cal[n].astype(np.float32)
     return pd.DataFrame(cols)
+
+
+def _covariate(panel: Panel, spec: FeatureSpec, name: str, col: np.ndarray) -> np.ndarray:
+    """A covariate column for the dataset frame: labels (str) for a categorical one."""
+    if name in spec.categorical:
+        return panel.categories[name][col.astype(np.int64)].astype(str).astype(object)
+    return col
+
+
+def covariate_names(spec: FeatureSpec) -> tuple[list[str], list[str], list[str], list[str]]:
+    """Dataset names of the covariates: (known reals, known categoricals, observed reals,
+    observed categoricals)."""
+    kr = [f"known__{n}" for n in spec.known if n not in spec.categorical]
+    kc = [f"known__{n}" for n in spec.known if n in spec.categorical]
+    orl = [f"observed__{n}" for n in spec.observed if n not in spec.categorical]
+    oc = [f"observed__{n}" for n in spec.observed if n in spec.categorical]
+    return kr, kc, orl, oc
 
 
 def fit_dataset(panel: Panel, spec: FeatureSpec, sample_series: int = 256,
@@ -187,29 +209,40 @@ def fit_dataset(panel: Panel, spec: FeatureSpec, sample_series: int = 256,
         lo, hi = CAL_RANGE[name]
         encoders[name] = NaNLabelEncoder(add_nan=True, warn=False).fit(
             pd.Series([str(i) for i in range(lo, hi + 1)]))
+    for name in spec.categorical:   # classes: the labels of the history (not future-only ones)
+        if name in spec.known:
+            prefix, col = "known__", panel.known[:, spec.known.index(name)]
+        else:
+            prefix, col = "observed__", panel.observed[:, spec.observed.index(name)]
+        used = np.unique(col.astype(np.int64))
+        encoders[prefix + name] = NaNLabelEncoder(add_nan=True, warn=False).fit(
+            pd.Series(np.asarray(panel.categories[name])[used].astype(str)))
 
     rows = rng.choice(panel.n_rows, min(scaler_rows, panel.n_rows), replace=False)
     sid = np.searchsorted(panel.indptr, rows, side="right") - 1
     day = _series_days(panel)[sid] + (rows - panel.indptr[sid]) * spec.step
     cal = calendar(day)
     columns: dict[str, np.ndarray] = {n: cal[n].astype(np.float32) for n in spec.cal_reals}
-    columns.update({f"known__{n}": panel.known[rows, j] for j, n in enumerate(spec.known)})
+    columns.update({f"known__{n}": panel.known[rows, j] for j, n in enumerate(spec.known)
+                    if n not in spec.categorical})
     columns.update({f"observed__{n}": panel.observed[rows, j]
-                    for j, n in enumerate(spec.observed)})
+                    for j, n in enumerate(spec.observed) if n not in spec.categorical})
     columns.update({f"static__{n}": np.asarray(panel.static[n], np.float32)
                     for n in spec.static_reals})
     scalers = {n: StandardScaler().fit(pd.DataFrame({n: v})) for n, v in columns.items()}
 
     frame = panel_frame(panel, spec, sample, last=spec.encoder_length + spec.horizon)
+    known_reals, known_cats, observed_reals, observed_cats = covariate_names(spec)
     dataset = TimeSeriesDataSet(
         frame, time_idx="time_idx", target=TARGET, group_ids=list(KEYS),
         max_encoder_length=spec.encoder_length, min_encoder_length=2,
         max_prediction_length=spec.horizon, min_prediction_length=spec.horizon,
         static_categoricals=list(KEYS) + [f"static__{n}" for n in spec.static_cats],
         static_reals=[f"static__{n}" for n in spec.static_reals],
-        time_varying_known_categoricals=list(spec.cal_cats),
-        time_varying_known_reals=list(spec.cal_reals) + [f"known__{n}" for n in spec.known],
-        time_varying_unknown_reals=[f"observed__{n}" for n in spec.observed] + [TARGET],
+        time_varying_known_categoricals=list(spec.cal_cats) + known_cats,
+        time_varying_known_reals=list(spec.cal_reals) + known_reals,
+        time_varying_unknown_categoricals=observed_cats,
+        time_varying_unknown_reals=observed_reals + [TARGET],
         target_normalizer=EncoderNormalizer(method="standard",
                                             transformation=spec.target_transform),
         categorical_encoders=encoders, scalers=scalers, add_relative_time_idx=True,

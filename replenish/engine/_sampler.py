@@ -85,6 +85,14 @@ class WindowSampler:
                                  else np.zeros((panel.n_series, 0), np.float32))
         fk = panel.future_known
         self.future = None if fk is None else as_t(np.ascontiguousarray(fk, np.float32))
+        # Categorical covariates: the panel's codes -> the model's class codes (0: unknown).
+        self.cov_luts = []
+        for j, name in enumerate((*spec.known, *spec.observed)):
+            if name in spec.categorical:
+                prefix = "known__" if j < len(spec.known) else "observed__"
+                idx = pd.Index(spec.classes[prefix + name]).get_indexer(
+                    np.asarray(panel.categories[name]).astype(str))
+                self.cov_luts.append((j, as_t(np.where(idx < 0, 0, idx).astype(np.float32))))
 
     def gather(self, series: torch.Tensor, dec_start: torch.Tensor, enc_len: torch.Tensor,
                enc_width: int) -> dict[str, torch.Tensor]:
@@ -100,7 +108,8 @@ class WindowSampler:
 
         Returns
         -------
-        dict with ``demand`` (B, T) units per period, ``covs`` (B, T, k + m) raw covariates,
+        dict with ``demand`` (B, T) units per period, ``covs`` (B, T, k + m) raw covariates
+        (categorical ones as the model's class codes),
         ``day`` (B, T) day numbers, ``enc_len`` (B,), ``time_start`` (B,) time index of the
         first encoder period, ``static_codes`` (B, c), ``static_reals`` (B, r); T = enc_width
         + horizon.
@@ -122,7 +131,10 @@ class WindowSampler:
             fpos = (pos - length).clamp(0, self.future.shape[1] - 1)
             known = torch.where((pos >= length)[..., None],
                                 self.future[series[:, None], fpos], known)
-        covs = torch.cat([known, self.observed[row]], -1) * (in_enc | is_dec)[..., None]
+        covs = torch.cat([known, self.observed[row]], -1)
+        for j, lut in self.cov_luts:
+            covs[..., j] = lut[covs[..., j].long()]
+        covs = covs * (in_enc | is_dec)[..., None]
         return {"demand": demand, "covs": covs,
                 "day": self.start_day[series][:, None] + pos * step, "enc_len": enc_len,
                 "time_start": (self.start_day[series] + (dec_start - enc_len) * step) // step,
@@ -211,11 +223,15 @@ def assemble(spec: FeatureSpec, raw: dict[str, torch.Tensor], enc_width: int,
     x_cont = torch.stack(cols, -1) * valid[..., None] if cols \
         else torch.zeros(b, t_all, 0, device=dev)
 
-    static_names = [n for n in spec.x_categoricals if n not in spec.cal_cats]
+    cov_index = {f"{'known' if j < k else 'observed'}__{n}": j
+                 for j, n in enumerate((*spec.known, *spec.observed)) if n in spec.categorical}
+    static_names = [n for n in spec.x_categoricals if n not in spec.cal_cats and n not in cov_index]
     cats = []
     for name in spec.x_categoricals:
         if name in luts:
             cats.append(luts[name][cal[name]])
+        elif name in cov_index:
+            cats.append(raw["covs"][..., cov_index[name]].long())
         else:
             cats.append(raw["static_codes"][:, static_names.index(name), None].expand(b, t_all))
     x_cat = torch.stack(cats, -1) * valid[..., None] if cats \

@@ -36,6 +36,10 @@ class ColumnMap:
     static : tuple of str
         Per-series attributes constant over time (category, store format...). Integer and
         string columns are treated as categories, float columns as numbers.
+    categorical : tuple of str
+        Those of the known and observed covariates that are categories (event or holiday
+        names, promotion types): text or integer labels, read as categories of the model
+        instead of numbers. A missing value is a category of its own ("no event").
     date_format : str or None
         ``strftime`` format of date strings (e.g. ``"%d.%m.%Y"``) in the history and future
         tables. None: date or timestamp columns, or ISO 8601 text (``YYYY-MM-DD``).
@@ -48,6 +52,7 @@ class ColumnMap:
     known: tuple[str, ...] = ()
     observed: tuple[str, ...] = ()
     static: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
     date_format: str | None = None
 
     @property
@@ -73,13 +78,13 @@ class ColumnMap:
             for key in (f.name, f"{f.name}_col", f"{f.name}_cols"):
                 if key in m and m[key] is not None:
                     v = m[key]
-                    if f.name in ("known", "observed", "static"):
+                    if f.name in _LISTS:
                         v = tuple(_split(v))
                     kw[f.name] = v
         return cls(**kw)
 
     def with_overrides(self, **kw: Any) -> "ColumnMap":
-        kw = {k: (tuple(_split(v)) if k in ("known", "observed", "static") else v)
+        kw = {k: (tuple(_split(v)) if k in _LISTS else v)
               for k, v in kw.items() if v is not None}
         return replace(self, **kw)
 
@@ -88,6 +93,14 @@ class ColumnMap:
         dup = sorted({c for c in cols if cols.count(c) > 1})
         if dup:
             raise DataError(f"column mapping: columns {dup} are given more than one role")
+        stray = [c for c in self.categorical if c not in self.covariates]
+        if stray:
+            raise DataError(f"column mapping: categorical columns {stray} must also be known or "
+                            f"observed covariates (static columns are categories by type)")
+
+
+#: ColumnMap fields that hold lists of column names.
+_LISTS = ("known", "observed", "static", "categorical")
 
 
 def _split(v: Any) -> list[str]:

@@ -15,6 +15,9 @@ Inputs of the model, per series and period:
 - ``Panel.known`` columns: known-future numbers (price, promotions, holidays, weather
   forecasts); their horizon values come from ``Panel.future_known`` at prediction time;
 - ``Panel.observed`` columns: numbers known only in the past (encoder only);
+- categorical known/observed columns (``Panel.categories``: event or holiday names): categories
+  of the model, one class per label seen in training; labels first seen later map to the
+  "unknown" class;
 - ``Panel.static``: per-series categories (int/str) and numbers (float); the SKU and the
   location are static categories too. Categories never seen in training map to the model's
   "unknown" category (code 0);
@@ -405,6 +408,9 @@ def _check_schema(spec: _features.FeatureSpec, panel: Panel) -> None:
     if list(panel.observed_names) != spec.observed:
         problems.append(f"observed covariates {list(panel.observed_names)} "
                         f"(model: {spec.observed})")
+    cats = [n for n in (*panel.known_names, *panel.observed_names) if n in panel.categories]
+    if cats != spec.categorical:
+        problems.append(f"categorical covariates {cats} (model: {spec.categorical})")
     missing = [n for n in spec.static_cats + spec.static_reals if n not in panel.static]
     if missing:
         problems.append(f"static attributes {missing} missing")

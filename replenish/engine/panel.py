@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["Panel", "FREQ_STEP_DAYS"]
+__all__ = ["Panel", "FREQ_STEP_DAYS", "union_categories"]
 
 #: Days per period of each supported frequency.
 FREQ_STEP_DAYS = {"D": 1, "W": 7}
@@ -45,6 +45,10 @@ class Panel:
         Per-series attributes (categories as int or str, numbers as float).
     future_known : ndarray of float32, shape (n_series, horizon, len(known_names)), or None
         Known covariates for the periods after each series' last period.
+    categories : dict of str -> ndarray of str
+        Labels of the categorical covariates (``ColumnMap.categorical``): the column of that
+        name in ``known``/``observed``/``future_known`` holds codes, indices into this list
+        (code 0: the missing label ``""``).
     report : dict
         What validation repaired (counts of filled gaps, clipped values...), for the logs.
     """
@@ -61,6 +65,7 @@ class Panel:
     observed_names: tuple[str, ...] = ()
     static: dict[str, np.ndarray] = field(default_factory=dict)
     future_known: np.ndarray | None = None
+    categories: dict[str, np.ndarray] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -150,12 +155,53 @@ class Panel:
             date_col: self.row_dates(), demand_col: self.demand,
         }
         for j, name in enumerate(self.known_names):
-            cols[name] = self.known[:, j]
+            cols[name] = self._values(name, self.known[:, j])
         for j, name in enumerate(self.observed_names):
-            cols[name] = self.observed[:, j]
+            cols[name] = self._values(name, self.observed[:, j])
         for name, v in self.static.items():
             cols[name] = v[s]
         return pa.table(cols)
+
+    def _values(self, name: str, col: np.ndarray) -> np.ndarray:
+        """A covariate column as values: labels for a categorical one, else the numbers."""
+        if name in self.categories:
+            return self.categories[name][col.astype(np.int64)]
+        return col
+
+    def recode(self, categories: dict[str, np.ndarray]) -> "Panel":
+        """The panel with its category codes re-expressed in ``categories``' lists.
+
+        Every label of this panel must be in the new lists (use :func:`union_categories`).
+        """
+        if not self.categories:
+            return self
+        import pandas as pd
+        known, observed = self.known.copy(), self.observed.copy()
+        fk = None if self.future_known is None else self.future_known.copy()
+        for name, labels in self.categories.items():
+            lut = pd.Index(categories[name]).get_indexer(labels)
+            if (lut < 0).any():
+                raise ValueError(f"recode: labels of '{name}' missing from the new list")
+            if name in self.known_names:
+                j = self.known_names.index(name)
+                known[:, j] = lut[known[:, j].astype(np.int64)]
+                if fk is not None and fk.shape[1]:
+                    fk[..., j] = lut[fk[..., j].astype(np.int64)]
+            else:
+                j = self.observed_names.index(name)
+                observed[:, j] = lut[observed[:, j].astype(np.int64)]
+        return replace(self, known=known, observed=observed, future_known=fk,
+                       categories={n: categories[n] for n in self.categories})
+
+
+def union_categories(panels: list["Panel"]) -> dict[str, np.ndarray]:
+    """One label list per categorical covariate holding the labels of all ``panels``
+    (the missing label first, then the others sorted)."""
+    out = {}
+    for name in panels[0].categories if panels else ():
+        rest = set().union(*(set(p.categories[name][1:]) for p in panels))
+        out[name] = np.array([panels[0].categories[name][0], *sorted(rest)], dtype=object)
+    return out
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

@@ -10,7 +10,9 @@ Repairs (all logged):
 - missing demand (null/NaN) is set to zero when ``missing_demand="zero"``;
 - duplicate (sku, location, date) rows are summed when ``duplicates="sum"`` (covariates: first row);
 - missing covariate values are filled forward within the series, then backward, then with 0
-  for a series where the covariate is entirely missing.
+  for a series where the covariate is entirely missing;
+- categorical covariates (``ColumnMap.categorical``) are not filled: a missing label, and the
+  periods of a filled gap, get the "missing" category (the empty label ``""``).
 """
 from __future__ import annotations
 
@@ -25,7 +27,11 @@ from .contract import ColumnMap, DataError, INVENTORY_COLUMNS, InventoryDefaults
 from .panel import FREQ_DEFAULTS, FREQ_STEP_DAYS, Panel
 
 __all__ = ["build_panel", "check_inventory_rows", "check_rows", "checked_demand",
-           "validate_inventory", "infer_freq", "to_dates", "to_numeric"]
+           "validate_inventory", "infer_freq", "to_categories", "to_dates", "to_numeric",
+           "MISSING_CATEGORY"]
+
+#: Label of a missing value of a categorical covariate (code 0 of every Panel category list).
+MISSING_CATEGORY = ""
 
 log = logging.getLogger("replenish")
 
@@ -99,11 +105,48 @@ def to_numeric(arr: pa.ChunkedArray | pa.Array, column: str, flags: bool = False
         bad = num.isna() & raw.notna()
         if bad.any():
             raise DataError(f"column '{column}': rule 'must be numeric' broken by {int(bad.sum())} rows "
-                            f"(e.g. {raw[bad].iloc[0]!r}); text values such as event names are not "
-                            f"read as categories: encode them as 0/1 columns")
+                            f"(e.g. {raw[bad].iloc[0]!r}); a covariate of labels such as event "
+                            f"names is read as categories when listed in --categorical-cols "
+                            f"(TOML [columns] categorical)")
         return num.to_numpy(np.float64)
     raise DataError(f"column '{column}': rule 'must be numeric' broken by all {len(arr)} rows "
                     f"(type {t})")
+
+
+def to_categories(arr: pa.ChunkedArray | pa.Array, labels: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and labels of a categorical covariate column (text, integer or boolean labels).
+
+    Labels are compared as text (``7`` and ``"7"`` are one category). Missing values get
+    code 0, the label :data:`MISSING_CATEGORY`. With ``labels`` (a panel's list) new labels
+    are appended to it, so codes of an existing panel stay valid.
+
+    Returns
+    -------
+    codes : ndarray of float32, shape (n,)
+        Index into ``labels`` (float, as it is stored among the panel's covariates).
+    labels : ndarray of object (str)
+        ``MISSING_CATEGORY`` first, then the known labels, then new ones in sorted order.
+    """
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(arr.type.value_type)
+    if pa.types.is_floating(arr.type):   # 3.0 -> "3": float columns of integer labels
+        whole = pc.equal(pc.floor(arr), arr)
+        if pc.all(pc.fill_null(whole, True)).as_py():
+            arr = arr.cast(pa.int64())
+    text = pc.fill_null(arr.cast(pa.string()), MISSING_CATEGORY)
+    enc = pc.dictionary_encode(text)
+    seen = np.asarray(enc.dictionary.to_numpy(zero_copy_only=False), dtype=object)
+    base = np.array([MISSING_CATEGORY], dtype=object) if labels is None \
+        else np.asarray(labels, dtype=object)
+    import pandas as pd
+    pos = pd.Index(base).get_indexer(seen)
+    new = np.array(sorted(set(seen[pos < 0])), dtype=object)
+    labels = np.concatenate([base, new]) if len(new) else base
+    pos = pd.Index(labels).get_indexer(seen)
+    codes = pos[enc.indices.to_numpy(zero_copy_only=False)]
+    return codes.astype(np.float32), labels
 
 
 def checked_demand(arr: pa.ChunkedArray | pa.Array, column: str, negative: str = "error",
@@ -154,7 +197,8 @@ def check_rows(table: pa.Table, columns: ColumnMap, negative: str = "error",
     dates = to_dates(table.column(columns.date), columns.date, columns.date_format)
     checked_demand(table.column(columns.demand), columns.demand, negative, missing_demand)
     for c in columns.known + columns.observed:
-        to_numeric(table.column(c), c, flags=True)
+        if c not in columns.categorical:
+            to_numeric(table.column(c), c, flags=True)
     return dates.max() if len(dates) else None
 
 
@@ -282,8 +326,12 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
 
     cov_names = columns.known + columns.observed
     cov = np.empty((n, len(cov_names)), dtype=np.float32)
+    categories: dict[str, np.ndarray] = {}
     for j, c in enumerate(cov_names):
-        cov[:, j] = to_numeric(column(c), c, flags=True)
+        if c in columns.categorical:
+            cov[:, j], categories[c] = to_categories(column(c))
+        else:
+            cov[:, j] = to_numeric(column(c), c, flags=True)
 
     dup = np.zeros(n, dtype=bool)
     dup[1:] = (~new_series[1:]) & (dates[1:] == dates[:-1])
@@ -348,6 +396,9 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
         flat_demand[rows] = demand
         flat_cov = np.full((n_rows, len(cov_names)), np.nan, dtype=np.float32)
         flat_cov[rows] = cov
+        for j, c in enumerate(cov_names):
+            if c in categories:   # a filled gap has no label: the missing category
+                flat_cov[:, j] = np.nan_to_num(flat_cov[:, j], nan=0.0)
     else:   # rows are sorted and unique, so without gaps they are 0 .. n_rows-1
         flat_demand = demand.astype(np.float32)
         flat_cov = cov
@@ -377,7 +428,8 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
     panel = Panel(sku=sku, location=loc, start=start, indptr=indptr,
                   demand=flat_demand, freq=freq, known=flat_cov[:, :nk],
                   known_names=tuple(columns.known), observed=flat_cov[:, nk:],
-                  observed_names=tuple(columns.observed), static=static, report=report)
+                  observed_names=tuple(columns.observed), static=static,
+                  categories=categories, report=report)
     report.update(series=n_series, rows=n_rows, freq=freq)
     if future is not None:
         if horizon == "auto":
@@ -451,8 +503,17 @@ def _future_known(panel: Panel, future: pa.Table, columns: ColumnMap,
     k = len(columns.known)
     out = np.full((panel.n_series, h, k), np.nan, dtype=np.float32)
     if k:
-        vals = np.column_stack([to_numeric(future.column(c), c, flags=True) for c in columns.known])
+        vals = np.empty((future.num_rows, k), np.float32)
+        for j, c in enumerate(columns.known):
+            if c in panel.categories:   # labels new to the history extend the panel's list
+                vals[:, j], panel.categories[c] = to_categories(future.column(c),
+                                                                panel.categories[c])
+            else:
+                vals[:, j] = to_numeric(future.column(c), c, flags=True)
         out[sid[valid], pos[valid]] = vals[valid]
+        for j, c in enumerate(columns.known):
+            if c in panel.categories:   # no row for a period: the missing category
+                out[..., j] = np.nan_to_num(out[..., j], nan=0.0)
         miss = np.isnan(out)
         if miss.any():
             # Missing future values: carry the series' last known value forward.

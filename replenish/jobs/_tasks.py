@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from ..engine.contract import ColumnMap, DataError, InventoryDefaults
 from ..engine.io import write_parquet_atomic
-from ..engine.panel import FREQ_DEFAULTS, FREQ_STEP_DAYS, Panel
+from ..engine.panel import FREQ_DEFAULTS, FREQ_STEP_DAYS, Panel, union_categories
 from ..engine.validate import build_panel, validate_inventory
 from ._sharding import file_checksum, read_shard
 
@@ -118,6 +118,9 @@ def _train(stage: str, shards: list[int], spec: dict[str, Any], model_dir: str,
 def _concat_panels(panels: list[Panel]) -> Panel:
     if len(panels) == 1:
         return panels[0]
+    if panels[0].categories:   # each shard numbers its labels itself: one list for all
+        cats = union_categories(panels)
+        panels = [p.recode(cats) for p in panels]
     p0 = panels[0]
     lengths = np.concatenate([p.lengths for p in panels])
     fk = None
@@ -132,7 +135,7 @@ def _concat_panels(panels: list[Panel]) -> Panel:
         known=np.concatenate([p.known for p in panels]), known_names=p0.known_names,
         observed=np.concatenate([p.observed for p in panels]), observed_names=p0.observed_names,
         static={k: np.concatenate([p.static[k] for p in panels]) for k in p0.static},
-        future_known=fk)
+        future_known=fk, categories=dict(p0.categories))
 
 
 def forecast_table(panel: Panel, levels: np.ndarray, q: np.ndarray) -> pa.Table:

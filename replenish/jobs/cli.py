@@ -33,6 +33,9 @@ def _job_parser(sub, name: str, help: str, inventory: bool = True) -> argparse.A
                    help="comma-separated covariates known in advance (price, promo, holiday...)")
     c.add_argument("--observed-cols", dest="observed_cols", help="comma-separated observed-only covariates")
     c.add_argument("--static-cols", dest="static_cols", help="comma-separated static attributes")
+    c.add_argument("--categorical-cols", dest="categorical_cols",
+                   help="comma-separated known/observed covariates that are categories "
+                        "(event or holiday names), not numbers")
     c.add_argument("--date-format", dest="date_format_col", metavar="FORMAT",
                    help="strftime format of date strings, e.g. '%%d.%%m.%%Y' (default: ISO 8601)")
     d = p.add_argument_group("data rules")

@@ -19,7 +19,8 @@ TOML layout (every key optional; CLI flags win)::
     date = "day"
     date_format = "%d.%m.%Y"       # of date strings; default ISO 8601 (YYYY-MM-DD)
     demand = "units_sold"
-    known = ["price", "promo"]
+    known = ["price", "promo", "event"]
+    categorical = ["event"]        # covariates that are categories (names), not numbers
     observed = []
     static = ["category"]
 

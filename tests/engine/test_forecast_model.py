@@ -77,3 +77,57 @@ def test_fine_tune_from_checkpoint(fitted, tmp_path):
     assert g.config.hidden_size == 8                     # architecture from the checkpoint
     assert g.history["init_from"] == str(path) and g.history["steps"] == 10
     assert g.predict(newer).shape == (8, 7, 9)
+
+
+@pytest.fixture(scope="module")
+def fitted_cat():
+    """A model with a known categorical covariate (event; a "fair" doubles demand) and an
+    observed one (weather)."""
+    panel = toy_panel(8, 160, with_future=7, categorical=True)
+    cfg = ForecastConfig(**{**TINY, "max_steps": 300, "val_every": 50, "calibrate": False,
+                            "hidden_size": 16, "learning_rate": 1e-2})
+    return panel, TFTForecaster(cfg).fit(panel)
+
+
+def test_categorical_covariates_fast_forward_and_checkpoint(fitted_cat, tmp_path):
+    panel, f = fitted_cat
+    assert f.spec.categorical == ["event", "weather"]
+    sampler = WindowSampler(f.spec, panel)
+    enc = torch.tensor([2, 3, 5, 8, 14, 12, 7, 14])
+    x = sampler.windows(torch.arange(8), torch.full((8,), 60), enc, 14,
+                        luts=category_luts(f.spec, "cpu"))
+    with torch.no_grad():
+        stock = f.model(x)["prediction"]
+        fast = _tft.forward_fixed(f.model, x, f.spec.target_transform, unique=True, variable=True)
+    torch.testing.assert_close(fast, stock, rtol=1e-4, atol=1e-4)
+    f.save(tmp_path / "m")
+    np.testing.assert_array_equal(TFTForecaster.load(tmp_path / "m", device="cpu").predict(panel),
+                                  f.predict(panel))
+
+
+def test_categorical_covariate_effect_is_learned(fitted_cat):
+    panel, f = fitted_cat
+    med = f.predict(panel)[..., list(f.levels).index(0.5)]
+    fair = panel.future_known[:, :7, 2] == 1
+    ratio = med[fair].mean() / med[~fair].mean()
+    assert fair.any() and (~fair).any() and ratio > 1.4, ratio   # true effect: 2x
+
+
+def test_category_numbering_and_unseen_labels(fitted_cat):
+    """Forecasts depend on the labels, not on how a panel numbers them; a label the model
+    never saw is its unknown category."""
+    panel, f = fitted_cat
+    base = f.predict(panel)
+    cats = {"event": np.array(["", "Grand opening", "fair", "sale"], object),
+            "weather": np.array(["", "fog", "rain", "sun"], object)}
+    renumbered = panel.recode(cats)
+    assert not np.array_equal(renumbered.known, panel.known)
+    np.testing.assert_array_equal(f.predict(renumbered), base)
+    new = renumbered.take(np.arange(panel.n_series))
+    new.future_known = renumbered.future_known.copy()
+    new.future_known[:, 0, 2] = 1.0         # 'Grand opening', unseen in training
+    sampler = WindowSampler(f.spec, new)
+    lut = dict(sampler.cov_luts)[2]
+    assert lut[1] == 0 and (lut[[0, 2, 3]] > 0).all()
+    q = f.predict(new)
+    assert np.isfinite(q).all() and (np.diff(q, axis=-1) >= 0).all()

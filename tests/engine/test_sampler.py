@@ -24,15 +24,19 @@ def _reference_batch(panel, spec, dataset, n_items, seed=0):
     return ref, items, x, y
 
 
-@pytest.mark.parametrize("freq,transform", [("D", None), ("D", "log1p"), ("W", "softplus")])
-def test_sampler_equals_timeseriesdataset(freq, transform):
+@pytest.mark.parametrize("freq,transform,categorical", [
+    ("D", None, False), ("D", "log1p", False), ("W", "softplus", False), ("D", None, True)])
+def test_sampler_equals_timeseriesdataset(freq, transform, categorical):
     lengths = [90, 90, 40, 13, 90, 60]
-    panel = toy_panel(lengths=lengths, freq=freq)
+    panel = toy_panel(lengths=lengths, freq=freq, categorical=categorical)
     panel.demand += 1.0   # softplus needs positive demand
     spec, horizon = make_spec(panel, 24, 7, transform), 7
     dataset, spec = fit_dataset(panel, spec)
     ref, items, x, y = _reference_batch(panel, spec, dataset, 96)
     assert (x["encoder_lengths"] < 24).any() and (x["encoder_lengths"] == 24).any()
+    if categorical:   # event (known) and weather (observed) are categories, not reals
+        assert {"known__event", "observed__weather"} <= set(spec.x_categoricals)
+        assert not {"known__event", "observed__weather"} & set(spec.x_reals)
 
     sampler = WindowSampler(spec, panel)
     codes = sampler.static_codes[:, :2].numpy()

@@ -7,8 +7,9 @@ import pyarrow.compute as pc
 import pytest
 
 from replenish.engine.contract import ColumnMap, DataError
-from replenish.engine.validate import (build_panel, check_inventory_rows, to_dates, to_numeric,
-                                       validate_inventory)
+from replenish.engine.panel import union_categories
+from replenish.engine.validate import (build_panel, check_inventory_rows, check_rows,
+                                       to_categories, to_dates, to_numeric, validate_inventory)
 from tests.conftest import make_history
 
 COLS = ColumnMap(known=("price", "promo"), static=("category",))
@@ -332,9 +333,85 @@ def test_covariate_flags_written_as_words(history):
     with pytest.raises(DataError, match=r"column 'demand': rule 'must be numeric' broken by 1 rows \(e.g. 'yes'\)"):
         to_numeric(pa.array(["1", "yes"]), "demand")  # not for demand or stock
     with pytest.raises(DataError, match=r"column 'event': rule 'must be numeric' broken by 2 rows "
-                                        r"\(e.g. 'Christmas'\); text values such as event names"):
+                                        r"\(e.g. 'Christmas'\); .* --categorical-cols"):
         to_numeric(pa.array(["Christmas", "0", "Easter"]), "event", flags=True)
     words = np.where(history.column("promo").to_numpy() == 1, "True", "False")
     p1 = build_panel(history, COLS)
     p2 = build_panel(history.set_column(history.column_names.index("promo"), "promo", pa.array(words)), COLS)
     np.testing.assert_array_equal(p1.known, p2.known)
+
+
+def test_categorical_covariate_labels_codes_and_missing():
+    codes, labels = to_categories(pa.array(["Easter", None, "Christmas", "Easter", ""]))
+    assert list(labels) == ["", "Christmas", "Easter"]        # missing first, then sorted
+    np.testing.assert_array_equal(labels[codes.astype(int)], ["Easter", "", "Christmas", "Easter", ""])
+    # a known list keeps its codes; new labels are appended
+    codes2, labels2 = to_categories(pa.array(["Fair", "Easter", None]), labels)
+    assert list(labels2) == ["", "Christmas", "Easter", "Fair"]
+    np.testing.assert_array_equal(codes2, [3, 2, 0])
+    # integer labels (and floats holding integers) are labels, compared as text
+    _, lab_i = to_categories(pa.array([3, 7, None]))
+    _, lab_f = to_categories(pa.array([3.0, 7.0, None]))
+    assert list(lab_i) == list(lab_f) == ["", "3", "7"]
+
+
+def _with_event(history, events):
+    return history.append_column("event", pa.array(events, pa.string()))
+
+
+def test_categorical_covariate_in_the_panel(history):
+    n = history.num_rows
+    events = np.where(np.arange(n) % 7 == 0, "market", None).astype(object)
+    events[3] = "Christmas"
+    table = _with_event(history, events)
+    cols = ColumnMap(known=("price", "promo", "event"), static=("category",), categorical=("event",))
+    # text in a categorical column passes the row checks; in a numeric column it does not
+    check_rows(table, cols)
+    with pytest.raises(DataError, match=r"column 'event': rule 'must be numeric' broken by"):
+        check_rows(table, ColumnMap(known=("price", "promo", "event"), static=("category",)))
+    mask = np.ones(n, bool)
+    mask[[5, 7]] = False     # a gap where the event was 'market' (row 7)
+    p = build_panel(table.filter(pa.array(mask)), cols)
+    assert list(p.categories["event"]) == ["", "Christmas", "market"]
+    ev = p.categories["event"][p.known[:, 2].astype(int)]
+    assert ev[3] == "Christmas" and ev[0] == "market" and ev[1] == ""
+    assert ev[7] == "" and ev[5] == ""     # gap periods: the missing category, not carried
+    assert "event" not in p.report.get("covariates_filled", {})
+    # the long table gives the labels back
+    back = p.to_arrow().column("event").to_numpy(zero_copy_only=False)
+    np.testing.assert_array_equal(back, ev)
+
+
+def test_categorical_future_labels_extend_the_list(history):
+    n = history.num_rows
+    table = _with_event(history, np.where(np.arange(n) % 5 == 0, "promo_day", None))
+    cols = ColumnMap(known=("price", "event"), categorical=("event",))
+    p0 = build_panel(table, cols)
+    last = p0.end[0] + np.timedelta64(1, "D")
+    fut = pa.table({"sku": [p0.sku[0], p0.sku[0]], "location": [p0.location[0]] * 2,
+                    "date": np.array([last, last + np.timedelta64(1, "D")]),
+                    "price": [1.5, 1.5], "event": ["Grand opening", None]})
+    p = build_panel(table, cols, future=fut, horizon=3)
+    assert list(p.categories["event"]) == ["", "promo_day", "Grand opening"]
+    got = p.categories["event"][p.future_known[0, :, 1].astype(int)]
+    assert list(got) == ["Grand opening", "", ""]     # no row for day 3: missing category
+    assert list(p.categories["event"][p.future_known[1, :, 1].astype(int)]) == ["", "", ""]
+
+
+def test_categorical_must_be_a_covariate(history):
+    with pytest.raises(DataError, match=r"categorical columns \['category'\] must also be known"):
+        build_panel(history, ColumnMap(known=("price",), static=("category",),
+                                       categorical=("category",)))
+
+
+def test_category_lists_of_two_panels_unified(history):
+    n = history.num_rows
+    cols = ColumnMap(known=("event",), categorical=("event",))
+    a = build_panel(_with_event(history, np.where(np.arange(n) % 3 == 0, "b", "a")), cols)
+    b = build_panel(_with_event(history, np.where(np.arange(n) % 4 == 0, "c", None)), cols)
+    cats = union_categories([a, b])
+    assert list(cats["event"]) == ["", "a", "b", "c"]
+    for p in (a, b):
+        r = p.recode(cats)
+        np.testing.assert_array_equal(r.categories["event"][r.known[:, 0].astype(int)],
+                                      p.categories["event"][p.known[:, 0].astype(int)])

@@ -13,7 +13,8 @@ negative = "clip"
 [columns]
 sku = "item_id"
 location = "store_id"
-known = ["price", "promo"]
+known = ["price", "promo", "event"]
+categorical = ["event"]
 date_format = "%Y%m%d"
 [forecast]
 horizon = 14
@@ -33,7 +34,8 @@ def test_toml_and_flags(tmp_path):
                                        "--out", "o", "--horizon", "21", "--static-cols", "cat,fmt"])
     cfg = _config_from_args(args)
     assert cfg.columns.sku == "item_id" and cfg.columns.location == "shop"
-    assert cfg.columns.known == ("price", "promo") and cfg.columns.static == ("cat", "fmt")
+    assert cfg.columns.known == ("price", "promo", "event") and cfg.columns.static == ("cat", "fmt")
+    assert cfg.columns.categorical == ("event",)
     assert cfg.negative == "clip" and cfg.target == "fill_rate" and cfg.n_workers == 3
     assert cfg.forecast["horizon"] == 21
     assert cfg.inventory_defaults == {"review_period_days": 7}
@@ -44,6 +46,8 @@ def test_toml_and_flags(tmp_path):
     assert cfg.align_end is True
     args = _build_parser().parse_args(["plan", "--config", str(p), "--no-align-end"])
     assert _config_from_args(args).align_end is False
+    args = _build_parser().parse_args(["plan", "--config", str(p), "--categorical-cols", "event,promo"])
+    assert _config_from_args(args).columns.categorical == ("event", "promo")
 
 
 def test_unknown_section_and_default_keys_rejected(tmp_path):

@@ -1,7 +1,8 @@
 """A messy weekly data set of another shape, end to end through ``replenish.plan``.
 
 Weekly periods, the retailer's own column names, integer SKU ids, string dates, returns
-(negative sales), missing sales, missing prices, boolean promotions, a gap of three weeks,
+(negative sales), missing sales, missing prices, boolean promotions, event names (a
+categorical covariate, mostly empty), a gap of three weeks,
 a series only three weeks old, pandas inputs: every repair is applied, counted and reported;
 every series gets forecasts and an order line.
 """
@@ -22,7 +23,8 @@ WEEKS, HORIZON = 40, 6
 TINY = {"horizon": HORIZON, "encoder_length": 12, "hidden_size": 8, "attention_heads": 1,
         "max_steps": 10, "batch_size": 32, "seed": 0}
 COLUMNS = {"sku": "item_id", "location": "store_id", "date": "week_start", "demand": "units_sold",
-           "observed": ["price", "on_promo"], "static": ["dept"]}
+           "observed": ["price", "on_promo", "event"], "static": ["dept"],
+           "categorical": ["event"]}
 
 
 def _messy(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
@@ -39,7 +41,10 @@ def _messy(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
                          "week_start": (monday + pd.Timedelta(weeks=w)).strftime("%Y-%m-%d"),
                          "units_sold": float(rng.poisson(20 + 5 * i)),
                          "price": float(rng.uniform(1, 3)), "on_promo": bool(rng.random() < 0.2),
-                         "dept": f"D{i % 3}"})
+                         "dept": f"D{i % 3}",
+                         # one item's own event, one for all: shards see different labels
+                         "event": "clearance" if i == 5 and w > 30 else
+                         "Easter" if w == 13 else None})
     hist = pd.DataFrame(rows).sample(frac=1.0, random_state=seed).reset_index(drop=True)  # any order
     at = rng.choice(np.flatnonzero(hist["item_id"] != 100), 15, replace=False)
     hist.loc[at[:5], "units_sold"] = -2.0        # returns
@@ -72,6 +77,9 @@ def test_messy_weekly_data_end_to_end(client, tmp_path):
     assert res["repairs"] == expect
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and (out / "_SUCCESS").exists()
+    spec = json.loads((out / "model" / "model.json").read_text())["spec"]
+    assert spec["categorical"] == ["event"]     # labels of every shard are classes
+    assert {"", "Easter", "clearance"} <= set(spec["classes"]["observed__event"])
 
     f = res["forecasts"].to_pandas()
     assert len(f) == 12 * HORIZON
@@ -115,3 +123,28 @@ def test_weekly_data_get_weekly_default_horizon_and_encoder(client, tmp_path):
     assert config["horizon"] == 12 and config["encoder_length"] == 52
     f = res["forecasts"].to_pandas()
     assert len(f) == 12 * 12 and f.groupby(["sku", "location"]).size().eq(12).all()
+
+
+def test_known_event_names_with_a_future_table(client, tmp_path):
+    """Event names as a known categorical covariate: the future table brings the horizon's
+    events, including a label never seen in the history (the model's unknown class)."""
+    hist, inv, _ = _messy(seed=2)
+    hist = hist.dropna(subset=["units_sold"]).query("units_sold >= 0")
+    last = pd.to_datetime(hist["week_start"]).max()
+    keys = hist[["item_id", "store_id"]].drop_duplicates()
+    fut = pd.concat([keys.assign(week_start=(last + pd.Timedelta(weeks=k)).strftime("%Y-%m-%d"),
+                                 event={1: "Easter", 2: "Anniversary"}.get(k))
+                     for k in range(1, HORIZON + 1)])
+    cols = {**COLUMNS, "observed": ["price", "on_promo"], "known": ["event"]}
+    out = tmp_path / "known_events"
+    res = replenish.plan(hist, inv, out=out, future=fut, columns=cols, forecast=TINY,
+                         n_samples=200, client=client, return_tables=True)
+    spec = json.loads((out / "model" / "model.json").read_text())["spec"]
+    assert spec["known"] == ["event"] and spec["categorical"] == ["event"]
+    assert "Anniversary" not in spec["classes"]["known__event"]
+    assert "Easter" in spec["classes"]["known__event"]
+    f = res["forecasts"].to_pandas()
+    assert len(f) == 12 * HORIZON
+    q = f[[c for c in f.columns if c.startswith("q")]].to_numpy()
+    assert np.isfinite(q).all() and (np.diff(q, axis=1) >= -1e-5).all()
+    assert len(res["orders"]) == 12
