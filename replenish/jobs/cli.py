@@ -86,6 +86,21 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--freq", choices=["D", "W"], default="D")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True)
+    ev = sub.add_parser("evaluate", help="forecast accuracy and realised service of a finished "
+                        "plan, against the history as it is now (writes EVAL/summary.json)")
+    ev.add_argument("--run", required=True, help="output folder of a finished plan job")
+    ev.add_argument("--history", help="demand history including the periods after the plan")
+    ev.add_argument("--out", required=True, help="folder for series.parquet and summary.json")
+    ev.add_argument("--ledger", help="Parquet file the summary is appended to (accuracy over time)")
+    ev.add_argument("--config", help="TOML config file (its [data] and [columns] sections)")
+    for role in ("sku", "location", "date", "demand"):
+        ev.add_argument(f"--{role}-col", dest=f"{role}_col", help=f"name of the {role} column")
+    ev.add_argument("--date-format", dest="date_format_col", metavar="FORMAT")
+    ev.add_argument("--freq", choices=["D", "W"])
+    ev.add_argument("--negative", choices=["error", "clip"])
+    ev.add_argument("--missing-demand", dest="missing_demand", choices=["error", "zero"])
+    ev.add_argument("--duplicates", choices=["error", "sum"])
+    ev.add_argument("-v", "--verbose", action="store_true")
     dm = sub.add_parser("demo", help="plan on the bundled bakery data with a local Dask cluster")
     dm.add_argument("--out", default="demo_output")
     dm.add_argument("--n-workers", dest="n_workers", type=int, default=2)
@@ -122,6 +137,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from .demo import run_demo
             run_demo(args.out, n_workers=args.n_workers)
+            return 0
+        if args.command == "evaluate":
+            from .evaluate import evaluate_run
+            run, ledger = args.run, args.ledger
+            del args.run, args.ledger
+            cfg = _config_from_args(args)
+            res = evaluate_run(run, cfg.history, cfg.out, columns=cfg.columns, freq=cfg.freq,
+                               negative=cfg.negative, missing_demand=cfg.missing_demand,
+                               duplicates=cfg.duplicates, ledger=ledger)
+            res.pop("series_table")
+            print(json.dumps(res, indent=2))
+            print(f"evaluation written to {cfg.out}" + (f"; ledger {ledger}" if ledger else ""))
             return 0
         cfg = _config_from_args(args)
         from .plan import run_plan

@@ -10,6 +10,7 @@ import signal
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -330,3 +331,68 @@ def test_cli_on_existing_scheduler_with_mapped_columns(client, data, trained, tm
                "--scheduler", client.scheduler.address])
     assert rc == 2  # default column names are not in this file: a clear error, not a crash
     assert "required column(s) ['sku', 'location', 'date', 'demand'] missing" in capsys.readouterr().err
+
+
+def test_evaluate_accuracy_and_realised_service(client, data, trained, tmp_path):
+    """A plan made on the first 50 days, evaluated once the next days' actuals are in,
+    against a per-series loop computing the same figures from the raw tables."""
+    from replenish.jobs.cli import main
+    from replenish.jobs.evaluate import evaluate_run
+    hist = data["history"]
+    day = pc.cast(hist.column("date"), pa.timestamp("s"))
+    cut = np.datetime64("2024-02-20")
+    past = hist.filter(pc.less(day, pa.scalar(cut.astype("datetime64[s]"))))
+    pq.write_table(past, tmp_path / "past.parquet")
+    out = tmp_path / "plan"
+    run_plan(_cfg(data, out, trained, history=str(tmp_path / "past.parquet")), client=client)
+
+    res = evaluate_run(out, hist, tmp_path / "eval", columns=COLS, ledger=tmp_path / "ledger.parquet")
+    f = read_output(out, "forecasts").to_pandas()
+    o = read_output(out, "orders").to_pandas()
+    h = hist.to_pandas()
+    levels = sorted(float(c[1:]) for c in f.columns if c.startswith("q"))
+    rm, sp, covered, due_target, demand_tot, short_tot = [], [], [], [], 0.0, 0.0
+    for (sku, loc), g in h.groupby(["sku", "location"]):
+        g = g.sort_values("date")
+        y = g["demand"].to_numpy()
+        pre = y[g["date"].to_numpy() < cut]
+        fg = f[(f.sku == sku) & (f.location == loc)].sort_values("date")
+        act = g.set_index("date").loc[pd.to_datetime(fg["date"]), "demand"].to_numpy()
+        med = fg["q0.5"].to_numpy()
+        rm.append(np.sqrt(np.mean((act - med) ** 2) / np.mean(np.diff(pre) ** 2)))
+        loss = [np.mean(np.maximum(lv * (act - fg[f"q{lv:g}"]), (lv - 1) * (act - fg[f"q{lv:g}"])))
+                for lv in levels]
+        sp.append(np.mean(loss) / np.mean(np.abs(np.diff(pre))))
+        r = o[(o.sku == sku) & (o.location == loc)].iloc[0]
+        periods = int(np.ceil(r.lead_time_days + r.review_period_days))
+        d = y[len(pre):len(pre) + periods].sum()
+        avail = r.inventory_position + r.order_quantity
+        covered.append(d <= avail + 1e-6)
+        due_target.append(r.service_level)
+        demand_tot += d
+        short_tot += max(d - avail, 0.0)
+    assert res["series"] == N_SERIES and res["periods"] == N_SERIES * TINY["horizon"]
+    assert res["rmsse"] == pytest.approx(np.mean(rm), rel=1e-5)
+    assert res["spl"] == pytest.approx(np.mean(sp), rel=1e-5)
+    svc = res["service"]
+    assert svc["series_due"] == N_SERIES and svc["not_yet_due"] == 0
+    assert svc["realised_cycle_service_level"] == pytest.approx(np.mean(covered))
+    assert svc["target_service_level"] == pytest.approx(np.mean(due_target))
+    assert svc["realised_fill_rate"] == pytest.approx(1 - short_tot / demand_tot)
+    cal = [res["calibration"][f"{lv:g}"] for lv in levels]
+    assert all(np.diff(cal) >= 0) and 0 <= cal[0] and cal[-1] <= 1   # monotone shares
+    series = pq.read_table(tmp_path / "eval" / "series.parquet")
+    assert series.num_rows == N_SERIES
+    assert json.loads((tmp_path / "eval" / "summary.json").read_text())["rmsse"] == res["rmsse"]
+
+    # two days of actuals only: two periods scored; long protection intervals not yet due
+    early = hist.filter(pc.less(day, pa.scalar((cut + 2).astype("datetime64[s]"))))
+    pq.write_table(early, tmp_path / "early.parquet")
+    assert main(["evaluate", "--run", str(out), "--history", str(tmp_path / "early.parquet"),
+                 "--out", str(tmp_path / "eval2"), "--ledger", str(tmp_path / "ledger.parquet")]) == 0
+    s2 = json.loads((tmp_path / "eval2" / "summary.json").read_text())
+    assert s2["periods"] == N_SERIES * 2
+    long = int((np.ceil(o.lead_time_days + o.review_period_days) > 2).sum())
+    assert s2["service"]["not_yet_due"] == long and s2["service"]["series_due"] == N_SERIES - long
+    ledger = pq.read_table(tmp_path / "ledger.parquet").to_pandas()
+    assert len(ledger) == 2 and list(ledger["periods"]) == [N_SERIES * 7, N_SERIES * 2]
