@@ -99,6 +99,22 @@ def check_correctness(cp, rows):
             failures += not ok
             rows.append((f"plan_orders {method}/{target}", "max rel err / qty diffs", f"{worst:.1e} / {qty_bad}",
                          "ok" if ok else "MISMATCH"))
+
+    from replenish.kernels import two_echelon_placement
+    g, per = 50_000, 20
+    net = np.repeat(np.arange(g), per)
+    m = g * per
+    ekw = dict(store_mean=rng.uniform(1, 50, m), store_std=rng.uniform(0.5, 15, m),
+               store_lead_time=rng.integers(0, 5, m).astype(float), store_holding_cost=rng.uniform(0.2, 3, m),
+               store_service_level=rng.uniform(0.9, 0.99, m), store_service_time=(rng.random(m) < 0.25) * 1.0,
+               dc_lead_time=rng.integers(1, 15, g).astype(float), dc_holding_cost=rng.uniform(0.05, 2, g),
+               dc_service_level=0.95)
+    eh = two_echelon_placement(net, **ekw)
+    ed = two_echelon_placement(cp.asarray(net), **{k: cp.asarray(v) for k, v in ekw.items()})
+    worst = max(float(np.max(np.abs(cp.asnumpy(ed[k]) - v) / (1 + np.abs(v)))) for k, v in eh.items())
+    ok = worst <= 1e-9
+    failures += not ok
+    rows.append(("two_echelon_placement (float64)", "max rel err", f"{worst:.1e}", "ok" if ok else "MISMATCH"))
     return failures
 
 

@@ -5,6 +5,7 @@ functions are its building blocks.  Units: stock in units, time in periods (the
 forecast's period: days or weeks), money in currency.
 """
 from .allocation import allocate_budget
+from .echelon import two_echelon_placement
 from .lead_time import (interval_demand_moments, lead_time_demand_moments, mixture_demand_moments,
                         sample_lead_time_demand)
 from .orders import inventory_position, order_quantity, periods_until_order
@@ -19,6 +20,7 @@ from .policies import (critical_fractile, economic_order_quantity, empirical_fil
 __all__ = [
     "plan_orders",
     "allocate_budget",
+    "two_echelon_placement",
     "daily_moments",
     "interval_demand_moments",
     "mixture_demand_moments",
