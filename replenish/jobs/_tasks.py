@@ -193,6 +193,8 @@ def optimize(panel: Panel, levels: np.ndarray, q: np.ndarray, inv: dict[str, np.
         "review_period_days": inv["review_period_days"], "service_level": inv["service_level"],
         "lead_time_demand_mean": res["lead_time_demand_mean"],
         "lead_time_demand_std": res["lead_time_demand_std"],
+        "protection_demand_mean": res["protection_demand_mean"],
+        "protection_demand_std": res["protection_demand_std"],
         "safety_stock": res["safety_stock"], "reorder_point": res["reorder_point"],
         "order_up_to": res["order_up_to"], "order_quantity": res["order_quantity"],
         "order_date": order_date, "order_value": res["order_quantity"] * inv["unit_cost"],

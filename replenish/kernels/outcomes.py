@@ -1,9 +1,12 @@
 """Expected outcomes of a chosen (s, S) policy: costs per period, fill rate, cycle service level.
 
-Model: continuous-review (s, Q) with backorders evaluated on lead-time demand,
+Model: (s, Q) with backorders evaluated on the demand over the interval ``s``
+protects (the "lead-time demand" arguments: :func:`replenish.kernels.plan_orders`
+passes the demand over the review period plus the lead time, which covers the
+position falling below ``s`` between reviews),
 ``Q = max(S - s, mean demand per review period)`` (with periodic review an
 order goes out at most once per review, and each carries at least about a
-review period's demand); the undershoot of ``s`` between reviews is ignored.
+review period's demand).
 With ``G`` the loss function ``E[(D - x)^+]`` and ``G2`` the second-order loss
 ``E[((D - x)^+)^2] / 2`` of lead-time demand ``D`` (Zipkin, *Foundations of
 Inventory Management*, 2000, ch. 6; Hadley and Whitin, 1963):

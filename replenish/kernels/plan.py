@@ -131,9 +131,9 @@ def plan_orders(levels, quantiles, *, on_hand, on_order, backorders=None, lead_t
     dict of ndarray, shape (n,)
         ``lead_time_demand_mean``/``_std`` (over L) and
         ``protection_demand_mean``/``_std`` (over R + L), units;
-        ``safety_stock = reorder_point - lead_time_demand_mean``;
-        ``reorder_point`` (quantile of demand over L at the target);
-        ``order_up_to`` (quantile over R + L, at least ``reorder_point + eoq``);
+        ``safety_stock = reorder_point - protection_demand_mean``;
+        ``reorder_point`` (quantile of demand over R + L at the target);
+        ``order_up_to`` (the same, at least ``reorder_point + eoq``);
         ``order_quantity`` (order now, units); ``eoq`` (units, 0 without fixed
         cost); ``periods_until_order`` (float periods, NaN beyond the horizon);
         ``service_level_used`` (the cycle service level or fill rate aimed at);
@@ -148,9 +148,13 @@ def plan_orders(levels, quantiles, *, on_hand, on_order, backorders=None, lead_t
 
     Notes
     -----
-    * Protection interval: the reorder point ``s`` protects the lead time L,
-      the order-up-to level ``S`` the review period plus lead time R + L.
-      Each is the quantile of demand over its interval at level ``a``:
+    * Protection interval: the reorder point ``s`` and the order-up-to level
+      ``S`` protect the review period plus lead time R + L (periodic review,
+      Silver, Pyke and Peterson 1998, ch. 7: the position is looked at every R
+      periods, so it may fall below ``s`` unnoticed, and an order placed at the
+      next review arrives R + L from now; R = 0 is continuous review, L alone).
+      Without a fixed order cost ``s = S``: the (R, S) base-stock policy, order
+      up to ``S`` at every review. ``s`` is the quantile of demand over R + L at level ``a``:
       ``a = service_level`` (``"csl"``), ``a = p / (p + h)`` with
       ``h = unit_cost * holding_cost_rate / periods_per_year`` (``"cost"``,
       the newsvendor fractile).  With ``"fill_rate"`` each is instead the level
@@ -362,15 +366,19 @@ def _finish(xp, it, sel, target, mean_d, path, normal=None, samples=None, rate=N
         mu_p, sd_p = _sample_moments(xp, d_pi)
     else:
         mu_l, sd_l, mu_p, sd_p = normal
+    # Both s and S protect the review period plus the lead time: the position is looked at
+    # every R periods, so it can fall below s unnoticed and an order placed at the next
+    # review arrives R + L after this one (R = 0: continuous review, the lead time alone).
+    # The lead-time moments (mu_l, sd_l) are reported only.
 
     qty = None
     if normal is not None and target != "fill_rate":
         if is_cupy(xp):
             from . import _cuda  # noqa: PLC0415  -- device-only module
 
-            ss, rop, oul, qty = _cuda.normal_plan(mu_l, sd_l, mu_p, sd_p, level, eoq, pos, moq, pack, cap)
+            ss, rop, oul, qty = _cuda.normal_plan(mu_p, sd_p, mu_p, sd_p, level, eoq, pos, moq, pack, cap)
         else:
-            pol = normal_policy(mu_l, sd_l, mu_p, sd_p, level, eoq)
+            pol = normal_policy(mu_p, sd_p, mu_p, sd_p, level, eoq)
             ss, rop, oul = pol["safety_stock"], pol["reorder_point"], pol["order_up_to"]
     else:
         if target == "fill_rate":
@@ -378,39 +386,36 @@ def _finish(xp, it, sel, target, mean_d, path, normal=None, samples=None, rate=N
             cycle = xp.maximum(eoq, rate * review)
             allow = (1 - level) * cycle
             if normal is not None:
-                rop = fill_rate_level(mu_l, sd_l, allow)
-                oul = fill_rate_level(mu_p, sd_p, allow)
+                rop = oul = fill_rate_level(mu_p, sd_p, allow)
             else:
-                rop = _empirical_fill_rate_level(d_l, allow)
-                oul = _empirical_fill_rate_level(d_pi, allow)
+                rop = oul = _empirical_fill_rate_level(d_pi, allow)
             one_for_one = cycle <= 0
             if bool(xp.any(one_for_one)):
                 # no cycle stock (continuous review, no fixed cost): fill rate = P(D <= s)
                 if normal is not None:
-                    pol = normal_policy(mu_l, sd_l, mu_p, sd_p, level, 0.0)
+                    pol = normal_policy(mu_p, sd_p, mu_p, sd_p, level, 0.0)
                     at_rop, at_out = pol["reorder_point"], pol["order_up_to"]
                 else:
-                    at_rop, at_out = _empirical_quantile(d_l, level), _empirical_quantile(d_pi, level)
+                    at_rop = at_out = _empirical_quantile(d_pi, level)
                 rop = xp.where(one_for_one, at_rop, rop)
                 oul = xp.where(one_for_one, at_out, oul)
         else:
             # only order-free statistics of the samples are used after this
-            rop = _empirical_quantile(d_l, level, overwrite=True)
-            oul = _empirical_quantile(d_pi, level, overwrite=True)
+            rop = oul = _empirical_quantile(d_pi, level, overwrite=True)
         high = level >= 0.5
         rop = xp.maximum(rop, 0)
-        rop = xp.where(high, xp.maximum(rop, mu_l), rop)
+        rop = xp.where(high, xp.maximum(rop, mu_p), rop)
         oul = xp.maximum(xp.maximum(oul, 0), rop + eoq)
         oul = xp.where(high, xp.maximum(oul, mu_p), oul)
-        ss = rop - mu_l
+        ss = rop - mu_p
     if qty is None:
         qty = order_quantity(pos, rop, oul, moq=moq, case_pack=pack, max_order=cap)
     when = periods_until_order(pos, rop, path)
     common = dict(demand_rate=rate, review_period=review, holding_cost=hold, stockout_cost=short, order_cost=k)
     if samples is not None:
-        res = _outcomes_samples(d_l, rop, oul, **common)
+        res = _outcomes_samples(d_pi, rop, oul, **common)
     else:
-        res = outcomes_normal(mu_l, sd_l, rop, oul, **common)
+        res = outcomes_normal(mu_p, sd_p, rop, oul, **common)
     res.update(lead_time_demand_mean=mu_l, lead_time_demand_std=sd_l, protection_demand_mean=mu_p,
                protection_demand_std=sd_p, safety_stock=ss, reorder_point=rop, order_up_to=oul,
                order_quantity=qty, eoq=eoq, periods_until_order=when, service_level_used=level)

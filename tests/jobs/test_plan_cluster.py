@@ -119,7 +119,9 @@ def test_plan_outputs_schema_and_sanity(client, data, trained, tmp_path):
     sl = o.column("service_level").to_numpy()
     rop = o.column("reorder_point").to_numpy()
     ltd = o.column("lead_time_demand_mean").to_numpy()
-    assert (rop[sl > 0.5] >= ltd[sl > 0.5] - 1e-6).all()
+    ptd = o.column("protection_demand_mean").to_numpy()   # over review period + lead time
+    assert (ptd >= ltd - 1e-6).all() and (rop[sl > 0.5] >= ptd[sl > 0.5] - 1e-6).all()
+    np.testing.assert_allclose(o.column("safety_stock").to_numpy(), rop - ptd, rtol=1e-5, atol=1e-3)
     assert (o.column("order_up_to").to_numpy() >= rop - 1e-6).all()
     # an item whose position is below its reorder point orders today
     position = o.column("inventory_position").to_numpy()

@@ -37,7 +37,7 @@ def test_contract_keys_shapes_signs(method, target):
             assert np.isfinite(v).all(), key
         assert np.all(finite >= 0), key
     assert np.all(out["order_up_to"] >= out["reorder_point"] + out["eoq"] - 1e-3)
-    np.testing.assert_allclose(out["safety_stock"], out["reorder_point"] - out["lead_time_demand_mean"],
+    np.testing.assert_allclose(out["safety_stock"], out["reorder_point"] - out["protection_demand_mean"],
                                rtol=1e-5, atol=1e-4)
     q_ord = out["order_quantity"]
     assert np.all(np.mod(q_ord, 6.0) == 0) and np.all((q_ord == 0) | (q_ord >= 6)) and np.all(q_ord <= 600)
@@ -127,10 +127,35 @@ def test_seed_determinism_and_threads():
 def test_plan_does_not_add_daily_quantiles():
     n, horizon, lead = 20, 28, 10
     q = np.broadcast_to(stats.norm.ppf(LEVELS, 30.0, 9.0), (n, horizon, 7)).copy()
-    out = plan_orders(LEVELS, q, on_hand=0.0, on_order=0.0, lead_time=float(lead), service_level=0.95)
+    out = plan_orders(LEVELS, q, on_hand=0.0, on_order=0.0, lead_time=float(lead), service_level=0.95,
+                      review_period=0.0)
     summed = lead * q[0, 0, -1]
     assert np.all(out["reorder_point"] < summed - 0.5 * (summed - 300.0))
     np.testing.assert_allclose(out["reorder_point"], 300 + 1.645 * 9 * np.sqrt(lead), rtol=0.02)
+
+
+@pytest.mark.parametrize("method", ["normal", "sample"])
+@pytest.mark.parametrize("target", ["csl", "fill_rate"])
+def test_reorder_point_protects_review_period_plus_lead_time(method, target):
+    """Periodic review: the position is seen every R days, so s covers demand over R + L
+    (i.i.d. normal days: mean 30 (R + L), std 9 sqrt(R + L)); without a fixed order cost
+    s = S, the (R, S) base-stock policy."""
+    n, horizon, lead, review = 20, 28, 4, 3
+    q = np.broadcast_to(stats.norm.ppf(LEVELS, 30.0, 9.0), (n, horizon, 7)).copy()
+    out = plan_orders(LEVELS, q, on_hand=0.0, on_order=0.0, lead_time=float(lead), service_level=0.9,
+                      review_period=float(review), method=method, target=target, n_samples=4000)
+    t = lead + review
+    if target == "csl":
+        np.testing.assert_allclose(out["reorder_point"], 30 * t + stats.norm.ppf(0.9) * 9 * np.sqrt(t),
+                                   rtol=0.02)
+    else:   # shortage per review cycle = (1 - beta) * demand per cycle (30 R)
+        s = out["reorder_point"]
+        z = (s - 30 * t) / (9 * np.sqrt(t))
+        loss = 9 * np.sqrt(t) * (stats.norm.pdf(z) - z * stats.norm.sf(z))
+        np.testing.assert_allclose(loss, 0.1 * 30 * review, rtol=0.1)
+    np.testing.assert_allclose(out["order_up_to"], out["reorder_point"], rtol=1e-6)
+    np.testing.assert_allclose(out["protection_demand_mean"], 30 * t, rtol=0.02)
+    np.testing.assert_allclose(out["lead_time_demand_mean"], 30 * lead, rtol=0.02)
 
 
 def test_budget_allocation_through_plan():
