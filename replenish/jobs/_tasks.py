@@ -191,6 +191,7 @@ def optimize(panel: Panel, levels: np.ndarray, q: np.ndarray, inv: dict[str, np.
         "on_hand": inv["on_hand"], "on_order": inv["on_order"], "backorders": inv["backorders"],
         "inventory_position": position, "lead_time_days": inv["lead_time_days"],
         "review_period_days": inv["review_period_days"], "service_level": inv["service_level"],
+        "unit_cost": inv["unit_cost"], "holding_cost_rate": inv["holding_cost_rate"],
         "lead_time_demand_mean": res["lead_time_demand_mean"],
         "lead_time_demand_std": res["lead_time_demand_std"],
         "protection_demand_mean": res["protection_demand_mean"],

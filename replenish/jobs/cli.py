@@ -101,6 +101,14 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--missing-demand", dest="missing_demand", choices=["error", "zero"])
     ev.add_argument("--duplicates", choices=["error", "sum"])
     ev.add_argument("-v", "--verbose", action="store_true")
+    ec = sub.add_parser("echelon", help="place safety stock between DCs and their stores for a "
+                        "finished plan (writes DIR/dc.parquet and DIR/stores.parquet)")
+    ec.add_argument("--run", required=True, help="output folder of a finished plan job")
+    ec.add_argument("--network", required=True,
+                    help="table: location, dc, dc_lead_time_days [, dc_service_level, "
+                         "dc_holding_cost_rate, dc_inbound_service_days]")
+    ec.add_argument("--out", required=True, help="output folder")
+    ec.add_argument("-v", "--verbose", action="store_true")
     dm = sub.add_parser("demo", help="plan on the bundled bakery data with a local Dask cluster")
     dm.add_argument("--out", default="demo_output")
     dm.add_argument("--n-workers", dest="n_workers", type=int, default=2)
@@ -137,6 +145,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from .demo import run_demo
             run_demo(args.out, n_workers=args.n_workers)
+            return 0
+        if args.command == "echelon":
+            from .echelon import place_safety_stock
+            res = place_safety_stock(args.run, args.network, args.out)
+            res.pop("dc_table"), res.pop("stores_table")
+            print(json.dumps(res, indent=2))
+            print(f"placement written to {args.out}/dc.parquet and {args.out}/stores.parquet")
             return 0
         if args.command == "evaluate":
             from .evaluate import evaluate_run

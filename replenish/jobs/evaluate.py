@@ -44,7 +44,7 @@ from ..engine.metrics import history_scales, pinball
 from ..engine.panel import FREQ_STEP_DAYS, _ranges
 from ..engine.validate import _match_keys, build_panel
 
-__all__ = ["evaluate_run"]
+__all__ = ["evaluate_run", "forecast_blocks"]
 
 log = logging.getLogger("replenish")
 
@@ -88,27 +88,9 @@ def evaluate_run(run: str | Path, history: Any, out: str | Path | None = None, *
                         duplicates=duplicates)
     step = FREQ_STEP_DAYS[panel.freq]
 
-    # forecasts as (series, horizon, levels) blocks, one block row per SKU-location
-    qcols = [c for c in fc.column_names if c.startswith("q")]
-    levels = np.array([float(c[1:]) for c in qcols])
-    order = np.argsort(levels)
-    levels, qcols = levels[order], [qcols[i] for i in order]
     import pandas as pd
-    keys = pd.MultiIndex.from_arrays([pd.Index(fc.column("sku").to_numpy()).astype(str),
-                                      pd.Index(fc.column("location").to_numpy()).astype(str)])
-    code, uniq = pd.factorize(keys)
-    k = len(uniq)
-    day = fc.column("date").to_numpy().astype("datetime64[D]").astype(np.int64)
-    first = np.full(k, np.iinfo(np.int64).max)
-    np.minimum.at(first, code, day)
-    off = day - first[code]
-    if (off % step).any():
-        raise DataError(f"evaluate: forecast dates are not on the history's "
-                        f"{'daily' if step == 1 else 'weekly'} grid")
-    h = int(off.max() // step) + 1
-    pos = off // step
-    q = np.full((k, h, len(levels)), np.nan)
-    q[code, pos] = np.column_stack([fc.column(c).to_numpy() for c in qcols])
+    levels, q, uniq, first = forecast_blocks(fc, step)
+    k, h = q.shape[:2]
 
     # actuals: the panel's series and periods on the forecast dates
     sid = _match_keys(panel, pa.chunked_array([uniq.get_level_values(0).to_numpy()]),
@@ -185,6 +167,41 @@ def evaluate_run(run: str | Path, history: Any, out: str | Path | None = None, *
     log.info("evaluate: %d SKU-locations, %d periods, RMSSE %.3f", k, int(n.sum()),
              summary["rmsse"] if summary["rmsse"] is not None else float("nan"))
     return {**summary, "series_table": series_table}
+
+
+def forecast_blocks(fc: pa.Table, step: int):
+    """A forecasts table as blocks, one per SKU-location.
+
+    Returns
+    -------
+    levels : ndarray, shape (Q,), increasing
+    q : ndarray of float64, shape (k, H, Q)
+        Quantiles, units per period (NaN where a period has no row).
+    keys : pandas.MultiIndex
+        (sku, location) as text, one per block.
+    first : ndarray of int64, shape (k,)
+        Day number (days since 1970-01-01) of each block's first forecast period.
+    """
+    import pandas as pd
+    qcols = [c for c in fc.column_names if c.startswith("q")]
+    levels = np.array([float(c[1:]) for c in qcols])
+    order = np.argsort(levels)
+    levels, qcols = levels[order], [qcols[i] for i in order]
+    keys = pd.MultiIndex.from_arrays([pd.Index(fc.column("sku").to_numpy()).astype(str),
+                                      pd.Index(fc.column("location").to_numpy()).astype(str)])
+    code, uniq = pd.factorize(keys)
+    k = len(uniq)
+    day = fc.column("date").to_numpy().astype("datetime64[D]").astype(np.int64)
+    first = np.full(k, np.iinfo(np.int64).max)
+    np.minimum.at(first, code, day)
+    off = day - first[code]
+    if (off % step).any():
+        raise DataError(f"forecasts: dates are not on a {'daily' if step == 1 else 'weekly'} "
+                        f"grid per SKU-location")
+    h = int(off.max() // step) + 1 if len(off) else 0
+    q = np.full((k, h, len(levels)), np.nan)
+    q[code, off // step] = np.column_stack([fc.column(c).to_numpy() for c in qcols])
+    return levels, q, uniq, first
 
 
 def _service(orders: pa.Table, panel, step: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

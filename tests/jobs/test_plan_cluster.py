@@ -398,3 +398,64 @@ def test_evaluate_accuracy_and_realised_service(client, data, trained, tmp_path)
     assert s2["service"]["not_yet_due"] == long and s2["service"]["series_due"] == N_SERIES - long
     ledger = pq.read_table(tmp_path / "ledger.parquet").to_pandas()
     assert len(ledger) == 2 and list(ledger["periods"]) == [N_SERIES * 7, N_SERIES * 2]
+
+
+def test_echelon_placement_from_a_plan(client, data, trained, tmp_path):
+    """Safety stock between one DC and the two store locations, per SKU, from a finished
+    plan: equal to stockpyl's Graves-Willems DP on each network, built from the forecasts
+    table and the plan's inputs independently."""
+    from scipy.stats import norm
+    from stockpyl.demand_source import DemandSource
+    from stockpyl.gsm_tree import optimize_committed_service_times
+    from stockpyl.supply_chain_network import SupplyChainNetwork
+    from stockpyl.supply_chain_node import SupplyChainNode
+
+    from replenish.jobs.cli import main
+    from replenish.jobs.echelon import place_safety_stock
+    from replenish.kernels import daily_moments
+    out = tmp_path / "plan"
+    run_plan(_cfg(data, out, trained), client=client)
+    net = pa.table({"location": ["L0", "L1", "L9"], "dc": ["D1", "D1", "D2"],
+                    "dc_lead_time_days": [6.0, 6.0, 3.0]})
+    res = place_safety_stock(out, net, tmp_path / "ech")
+    assert res["networks"] == N_SERIES // 2 and res["stores"] == N_SERIES
+
+    f = read_output(out, "forecasts").to_pandas()
+    o = read_output(out, "orders").to_pandas()
+    levels = sorted(float(c[1:]) for c in f.columns if c.startswith("q"))
+    dc_rows = res["dc_table"].to_pandas().set_index("sku")
+    for sku, g in o.groupby("sku"):
+        tree = SupplyChainNetwork()
+        dc = SupplyChainNode(index=0)
+        dc.processing_time, dc.external_inbound_cst = 6, 0
+        dc.local_holding_cost = g.unit_cost.mean() * g.holding_cost_rate.mean() / 365
+        dc.demand_bound_constant = norm.ppf(g.service_level.mean())
+        dc.demand_source = DemandSource(type=None)
+        tree.add_node(dc)
+        for k, r in enumerate(g.itertuples()):
+            qf = f[(f.sku == sku) & (f.location == r.location)].sort_values("date")
+            m, v = daily_moments(levels, qf[[f"q{lv:g}" for lv in levels]].to_numpy()[None])
+            st = SupplyChainNode(index=k + 1)
+            st.processing_time, st.external_outbound_cst = int(r.lead_time_days), 0
+            st.local_holding_cost = r.unit_cost * r.holding_cost_rate / 365
+            st.demand_bound_constant = norm.ppf(r.service_level)
+            st.demand_source = DemandSource(type="N", mean=float(m.mean()),
+                                            standard_deviation=float(np.sqrt(v.mean())))
+            tree.add_node(st)
+            tree.add_edge(0, k + 1)
+        cst, cost = optimize_committed_service_times(tree)
+        assert dc_rows.loc[sku, "holding_cost_per_day"] == pytest.approx(cost, rel=1e-5), sku
+        assert dc_rows.loc[sku, "dc_service_time_days"] == cst[0], sku
+    stores = pq.read_table(tmp_path / "ech" / "stores.parquet").to_pandas()
+    assert len(stores) == N_SERIES and (stores.safety_stock >= 0).all()
+
+    # every planned location needs a DC; DC values must agree within a DC
+    with pytest.raises(DataError, match=r"'every planned location has a DC' broken by 1 locations"):
+        place_safety_stock(out, net.slice(1))
+    bad = net.set_column(2, "dc_lead_time_days", pa.array([6.0, 5.0, 3.0]))
+    with pytest.raises(DataError, match=r"'dc_lead_time_days': rule 'one value per DC' broken by 1 DCs"):
+        place_safety_stock(out, bad)
+    pq.write_table(net, tmp_path / "net.parquet")
+    assert main(["echelon", "--run", str(out), "--network", str(tmp_path / "net.parquet"),
+                 "--out", str(tmp_path / "ech2")]) == 0
+    assert pq.read_table(tmp_path / "ech2" / "dc.parquet").num_rows == N_SERIES // 2
