@@ -1,7 +1,6 @@
 """Two-echelon safety-stock placement (supplier -> DC -> stores), all networks at once.
 
-The guaranteed-service model (Graves and Willems, MSOM 2(1), 2000; Simchi-Levi and Zhao,
-2012, for the concavity argument): every stage quotes its customers a service time and
+The guaranteed-service model (Graves and Willems, MSOM 2(1), 2000): every stage quotes its customers a service time and
 holds safety stock for its *net lead time* (the service time it is quoted, plus its own
 lead time, minus the service time it quotes):
 
@@ -16,7 +15,7 @@ lead time, minus the service time it quotes):
 Safety stock of a stage is ``z * sigma * sqrt(net lead time)`` with ``sigma`` the standard
 deviation of its daily demand (the DC's: the square root of the sum of its stores'
 variances, demands independent across stores) and ``z`` the standard-normal quantile of its
-service level; the base stock adds the mean demand over the net lead time. The DC's service
+service level (at least 0: a target below 0.5 holds no safety stock); the base stock adds the mean demand over the net lead time. The DC's service
 time ``S`` in ``[0, dc_inbound_service + dc_lead_time]`` minimises the holding cost of all
 safety stock of the network. Between the points where a store's net lead time reaches 0
 (``S = store_service_time - store_lead_time``) that cost is a sum of square roots of affine
@@ -35,7 +34,7 @@ A "network" is one SKU at one DC with the stores it supplies.
 from __future__ import annotations
 
 from ._backend import asarray, compute_dtype, get_xp, special
-from ._validate import check_finite, item_array, service_level_array
+from ._validate import item_array, service_level_array
 
 __all__ = ["two_echelon_placement"]
 
@@ -96,13 +95,13 @@ def two_echelon_placement(network, *, store_mean, store_std, store_lead_time, st
     lt = item_array("store_lead_time", store_lead_time, n, xp, dt, low=0.0)
     h = item_array("store_holding_cost", store_holding_cost, n, xp, dt, low=0.0)
     s_out = item_array("store_service_time", store_service_time, n, xp, dt, low=0.0)
-    z = special(xp).ndtri(service_level_array("store_service_level", store_service_level, n, xp, dt))
+    z = xp.maximum(special(xp).ndtri(
+        service_level_array("store_service_level", store_service_level, n, xp, dt)), 0)
     dlt = item_array("dc_lead_time", dc_lead_time, g, xp, dt, low=0.0)
     dh = item_array("dc_holding_cost", dc_holding_cost, g, xp, dt, low=0.0)
     dsi = item_array("dc_inbound_service", dc_inbound_service, g, xp, dt, low=0.0)
-    dz = special(xp).ndtri(service_level_array("dc_service_level", dc_service_level, g, xp, dt))
-    for name, a in (("store_mean", mu), ("store_std", sd)):
-        check_finite(name, a, xp)
+    dz = xp.maximum(special(xp).ndtri(
+        service_level_array("dc_service_level", dc_service_level, g, xp, dt)), 0)
 
     def seg(w):
         return xp.bincount(grp, weights=w.astype(xp.float64), minlength=g).astype(dt)
