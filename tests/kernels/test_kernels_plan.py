@@ -240,3 +240,32 @@ def test_sampling_results_do_not_depend_on_batch_or_chunking():
     for key in ("reorder_point", "order_up_to", "safety_stock"):
         np.testing.assert_allclose(chunked[key], full[key], rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(part[key], full[key][idx], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("review,order_cost", [(1.0, 0.0), (3.0, 0.0), (2.0, 40.0)])
+def test_simulated_periodic_review_meets_the_cycle_service_target(review, order_cost):
+    """Brute-force simulation of the policy: Poisson(20) daily demand, reviews every R days,
+    order up to S when the position is at or below s, arriving L days later. At every
+    review the position must cover demand until the next order can arrive (R + L days);
+    the share of reviews where it did is the realised cycle service, to meet the target."""
+    lam, lead, target, days = 20.0, 2, 0.9, 60_000
+    q = np.broadcast_to(stats.poisson.ppf(LEVELS, lam), (1, 28, 7)).astype(float)
+    out = plan_orders(LEVELS, q, on_hand=0.0, on_order=0.0, lead_time=float(lead), service_level=target,
+                      review_period=review, method="normal", unit_cost=10.0, order_cost=order_cost)
+    s, big_s = float(out["reorder_point"][0]), float(out["order_up_to"][0])
+    assert (big_s > s + 1) == (order_cost > 0)       # (s, S) with a fixed cost, else s = S
+    r = int(review)
+    demand = np.random.default_rng(4).poisson(lam, days + 100)
+    net, pipeline, covered, reviews = big_s, {}, 0, 0
+    for t in range(days):
+        net += pipeline.pop(t, 0.0)
+        if t % r == 0:
+            position = net + sum(pipeline.values())
+            if position <= s:
+                pipeline[t + lead] = pipeline.get(t + lead, 0.0) + big_s - position
+                position = big_s
+            covered += position - demand[t:t + r + lead].sum() >= 0
+            reviews += 1
+        net -= demand[t]
+    realised = covered / reviews
+    assert realised >= target - 0.015, (realised, s, big_s)
