@@ -207,8 +207,8 @@ def forecast_blocks(fc: pa.Table, step: int):
 def _service(orders: pa.Table, panel, step: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Realised service of the orders (see the module docstring)."""
     o = {c: orders.column(c).to_numpy(zero_copy_only=False) for c in (
-        "sku", "location", "as_of", "lead_time_days", "review_period_days", "service_level",
-        "inventory_position", "order_quantity")}
+        "as_of", "lead_time_days", "review_period_days", "service_level", "inventory_position",
+        "order_quantity")}
     sid = _match_keys(panel, orders.column("sku"), orders.column("location"))
     found = sid >= 0
     s = np.where(found, sid, 0)
