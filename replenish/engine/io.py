@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-__all__ = ["open_dataset", "read_table", "iter_batches", "write_parquet_atomic"]
+__all__ = ["input_format", "open_dataset", "read_table", "iter_batches", "write_parquet_atomic"]
 
 
 def _filesystem(source: str | os.PathLike):
@@ -27,21 +27,44 @@ def _filesystem(source: str | os.PathLike):
     return None, s.removeprefix("file://")
 
 
+_CSV = (".csv", ".csv.gz")
+
+
+def input_format(source: str | os.PathLike) -> str:
+    """"csv" or "parquet": a file's by its suffix (".csv", ".csv.gz": CSV); a folder's by the
+    files in it (CSV when it holds CSV files and no Parquet files)."""
+    fs, path = _filesystem(source)
+    if path.endswith(_CSV):
+        return "csv"
+    import pyarrow.fs as pafs
+    fs = fs or pafs.LocalFileSystem()
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        return "parquet"
+    names = [f.path for f in fs.get_file_info(pafs.FileSelector(path, recursive=True))
+             if f.type == pafs.FileType.File]
+    csv = any(n.endswith(_CSV) for n in names)
+    parquet = any(n.endswith((".parquet", ".pq", ".parq")) for n in names)
+    return "csv" if csv and not parquet else "parquet"
+
+
 def open_dataset(source: str | os.PathLike | pa.Table, fmt: str | None = None) -> ds.Dataset:
     """A pyarrow Dataset over a file, a folder (hive partitions detected) or a URL.
 
-    ``fmt`` is "parquet" or "csv"; by default taken from the file suffix (".csv", ".csv.gz"
-    mean CSV, anything else Parquet).
+    ``fmt`` is "parquet" or "csv"; by default :func:`input_format`. A folder without a
+    readable file of that format is an error (not an empty table).
     """
     if isinstance(source, pa.Table):
         return ds.dataset(source)
     fs, path = _filesystem(source)
-    if fmt is None:
-        fmt = "csv" if path.endswith((".csv", ".csv.gz")) else "parquet"
     if fs is None and not Path(path).exists():
         raise FileNotFoundError(f"input not found: {source}")
-    return ds.dataset(path, filesystem=fs, format=fmt, partitioning="hive",
-                      exclude_invalid_files=True)
+    fmt = fmt or input_format(source)
+    d = ds.dataset(path, filesystem=fs, format=fmt, partitioning="hive",
+                   exclude_invalid_files=True)
+    if not d.files:
+        raise FileNotFoundError(f"input {source}: no readable {fmt} file in it (Parquet files, "
+                                f"or CSV files ending in .csv or .csv.gz)")
+    return d
 
 
 def read_table(source: str | os.PathLike | pa.Table, columns: Iterable[str] | None = None,

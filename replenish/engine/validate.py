@@ -12,7 +12,9 @@ Repairs (all logged):
 - missing covariate values are filled forward within the series, then backward, then with 0
   for a series where the covariate is entirely missing;
 - categorical covariates (``ColumnMap.categorical``) are not filled: a missing label, and the
-  periods of a filled gap, get the "missing" category (the empty label ``""``).
+  periods of a filled gap, get the "missing" category (the empty label ``""``);
+- a missing static category (int or text column) gets the "missing" category ``""`` too
+  (counted as ``static_missing``); a missing static number is an error.
 """
 from __future__ import annotations
 
@@ -227,11 +229,20 @@ def _rank_codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray
     return codes, values.take(pa.array(by_value)).to_numpy(zero_copy_only=False)
 
 
-def infer_freq(series_id: np.ndarray, dates: np.ndarray) -> str:
-    """'D' or 'W' from the smallest step between consecutive dates of the same series."""
+def _steps(series_id: np.ndarray, dates: np.ndarray) -> np.ndarray:
+    """Positive steps (days) between consecutive dates of the same series (sorted input)."""
     same = series_id[1:] == series_id[:-1]
     diffs = (dates[1:] - dates[:-1]).astype(np.int64)[same]
-    diffs = diffs[diffs > 0]
+    return diffs[diffs > 0]
+
+
+#: Steps between dates, all whole weeks, from which data declared daily is refused as weekly.
+WEEKLY_EVIDENCE_STEPS = 10
+
+
+def infer_freq(series_id: np.ndarray, dates: np.ndarray) -> str:
+    """'D' or 'W' from the smallest step between consecutive dates of the same series."""
+    diffs = _steps(series_id, dates)
     if len(diffs) == 0:
         return "D"
     step = int(diffs.min())
@@ -353,6 +364,13 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
 
     firsts = np.flatnonzero(new_series)
     n_series = len(firsts)
+    if freq == "D":
+        steps = _steps(sid, dates)
+        if len(steps) >= WEEKLY_EVIDENCE_STEPS and not np.any(steps % 7):
+            raise DataError(f"column '{columns.date}': rule 'daily periods (freq D)' broken: all "
+                            f"{len(steps)} steps between consecutive dates of a series are whole "
+                            f"weeks, so these are weekly data; use --freq W (or leave the "
+                            f"frequency to be inferred)")
     freq = freq or infer_freq(sid, dates)
     if freq not in FREQ_STEP_DAYS:
         raise ValueError(f"freq must be one of {sorted(FREQ_STEP_DAYS)}, got {freq!r}")
@@ -391,6 +409,10 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
     if gaps:
         report["gaps_filled"] = gaps
         log.info("%d missing periods filled with zero demand", gaps)
+        if gaps > len(rows):
+            log.warning("more periods were missing and filled with zero demand (%d) than the "
+                        "history has rows (%d): check the frequency (%s) and the dates",
+                        gaps, len(rows), freq)
     if gaps or trailing:
         flat_demand = np.zeros(n_rows, dtype=np.float32)
         flat_demand[rows] = demand
@@ -413,8 +435,14 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
         if keep_idx is not None:
             col = col.take(pa.array(keep_idx))
         if col.null_count:
-            raise DataError(f"column '{c}': rule 'static attribute must not be missing' broken by "
-                            f"{col.null_count} rows")
+            if pa.types.is_floating(col.type) or pa.types.is_decimal(col.type):
+                raise DataError(f"column '{c}': rule 'a numeric static attribute must not be "
+                                f"missing' broken by {col.null_count} rows")
+            # a category (int or text): a missing label is its own category, ""
+            report.setdefault("static_missing", {})[c] = col.null_count
+            log.warning("column '%s': %d rows without a static attribute get the missing "
+                        "category", c, col.null_count)
+            col = pc.fill_null(pc.cast(col, pa.string()), MISSING_CATEGORY)
         code, values = _rank_codes(col)
         varies = np.zeros(n_series, dtype=bool)
         change = ~new_series[1:] & (code[1:] != code[:-1])
@@ -558,16 +586,23 @@ def _inventory_keys(inventory: pa.Table, columns: ColumnMap) -> tuple[str, str]:
     return sc, lc
 
 
-def _inventory_values(inventory: pa.Table, defaults: InventoryDefaults) -> dict[str, np.ndarray]:
+def _inventory_values(inventory: pa.Table, defaults: InventoryDefaults,
+                      report: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
     # every INVENTORY_COLUMNS value per row (float64; defaults for absent columns and for
-    # missing optional values), after the value rules
+    # missing optional values, those counted in report["inventory_defaulted"] and logged),
+    # after the value rules
     out: dict[str, np.ndarray] = {}
     for name in INVENTORY_COLUMNS:
         if name in inventory.column_names:
             v = to_numeric(inventory.column(name), name)
             nulls = np.isnan(v)
             if nulls.any() and name in defaults.values:
-                v[nulls] = defaults.values[name]
+                fill = defaults.values[name]
+                v[nulls] = fill
+                if report is not None and not np.isnan(fill):
+                    report.setdefault("inventory_defaulted", {})[name] = int(nulls.sum())
+                    log.warning("inventory column '%s': %d missing values set to the default "
+                                "%g", name, int(nulls.sum()), fill)
             elif nulls.any():
                 raise DataError(f"inventory column '{name}': rule 'must not be missing' broken by "
                                 f"{int(nulls.sum())} rows")
@@ -603,37 +638,51 @@ def check_inventory_rows(inventory: pa.Table, columns: ColumnMap = ColumnMap(),
     _inventory_values(_plain(inventory), defaults)
 
 
+def _examples(sku: Any, location: Any, idx: np.ndarray, k: int = 3) -> str:
+    """' (e.g. (sku, location), ...)' for the first ``k`` of the positions ``idx``."""
+    sku, location = np.asarray(sku), np.asarray(location)
+    pairs = ", ".join(f"({sku[i]!r}, {location[i]!r})" for i in idx[:k])
+    return f" (e.g. {pairs}{', ...' if len(idx) > k else ''})"
+
+
 def validate_inventory(inventory: pa.Table, panel: Panel, columns: ColumnMap = ColumnMap(),
                        defaults: InventoryDefaults = InventoryDefaults(),
-                       unmatched: str = "error") -> dict[str, np.ndarray]:
+                       unmatched: str = "error", report: dict[str, Any] | None = None
+                       ) -> dict[str, np.ndarray]:
     """Align the inventory state to the panel's series and check its values.
 
     Returns a dict of float64 arrays of shape (n_series,), one per column of
-    ``INVENTORY_COLUMNS`` (defaults filled in). Raises :class:`DataError` for missing
-    required columns, duplicate keys, inventory rows for unknown SKU-locations and
-    SKU-locations without an inventory row (``unmatched="error"``; ``"drop"`` ignores
-    extra inventory rows with a logged count), and impossible values.
+    ``INVENTORY_COLUMNS`` (defaults filled in: for absent columns, and for missing values of
+    optional columns, those counted in ``report["inventory_defaulted"]`` and logged).
+    Raises :class:`DataError` for missing required columns, duplicate keys, inventory rows
+    for unknown SKU-locations and SKU-locations without an inventory row
+    (``unmatched="error"``; ``"drop"`` ignores extra inventory rows with a logged count),
+    and impossible values; key errors name up to three of the keys.
     """
     sc, lc = _inventory_keys(inventory, columns)
     inventory = _plain(inventory)
     pos = _match_keys(panel, inventory.column(sc), inventory.column(lc))
     unknown = int((pos < 0).sum())
     if unknown and unmatched == "error":
+        ex = _examples(inventory.column(sc).to_numpy(zero_copy_only=False),
+                       inventory.column(lc).to_numpy(zero_copy_only=False), np.flatnonzero(pos < 0))
         raise DataError(f"inventory: rule 'every row is a SKU-location of the history' broken by "
-                        f"{unknown} rows")
+                        f"{unknown} rows{ex}")
     if unknown:
         log.warning("inventory: %d rows for SKU-locations not in the history ignored", unknown)
     valid = pos >= 0
     counts = np.bincount(pos[valid], minlength=panel.n_series)
     if (counts > 1).any():
         raise DataError(f"inventory: rule 'one row per SKU-location' broken by "
-                        f"{int((counts > 1).sum())} SKU-locations")
+                        f"{int((counts > 1).sum())} SKU-locations"
+                        f"{_examples(panel.sku, panel.location, np.flatnonzero(counts > 1))}")
     if (counts == 0).any():
         raise DataError(f"inventory: rule 'every SKU-location of the history has an inventory row' "
-                        f"broken by {int((counts == 0).sum())} SKU-locations")
+                        f"broken by {int((counts == 0).sum())} SKU-locations"
+                        f"{_examples(panel.sku, panel.location, np.flatnonzero(counts == 0))}")
     rows = inventory if valid.all() else inventory.filter(pa.array(valid))
     out = {}
-    for name, v in _inventory_values(rows, defaults).items():
+    for name, v in _inventory_values(rows, defaults, report).items():
         arr = np.empty(panel.n_series)
         arr[pos[valid]] = v  # one row per series (checked above)
         out[name] = arr

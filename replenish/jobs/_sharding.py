@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from ..engine.contract import DataError
-from ..engine.io import _filesystem, open_dataset, write_parquet_atomic
+from ..engine.io import _filesystem, input_format, open_dataset, write_parquet_atomic
 
 __all__ = ["shard_of", "ShardPlan", "count_locations", "input_files", "stage_file", "stage_table",
            "shard_dir"]
@@ -158,12 +158,30 @@ def shard_dir(stage: str | Path, name: str, shard: int) -> Path:
     return Path(stage) / name / f"shard={shard:05d}"
 
 
+def pair_examples(stage: str | Path, name: str, keys: Sequence[str], hashes: np.ndarray,
+                  k: int = 3) -> list[tuple[str, str]]:
+    """Up to ``k`` distinct (sku, location) pairs of the staged input ``name`` whose pair
+    hashes are among ``hashes`` (to name examples in an error; reads key columns only, and
+    stops once it has them)."""
+    found: dict[int, tuple[str, str]] = {}
+    d = Path(stage) / name
+    if not d.exists():
+        return []
+    for batch in ds.dataset(str(d), format="parquet").to_batches(columns=list(keys)):
+        h, _, _ = _pair_hash(batch.column(0), batch.column(1))
+        for i in np.flatnonzero(np.isin(h, hashes))[: 16 * k]:
+            found.setdefault(int(h[i]), (batch.column(0)[int(i)].as_py(),
+                                         batch.column(1)[int(i)].as_py()))
+        if len(found) >= k:
+            break
+    return list(found.values())[:k]
+
+
 def input_files(source: Any, fmt: str | None = None) -> tuple[list[str], str, str | None]:
     """The files of a source, its format, and the base dir for hive partitions."""
-    d = open_dataset(source, fmt)
-    files = list(d.files)
+    fmt = fmt or input_format(source)
+    files = list(open_dataset(source, fmt).files)
     fs, path = _filesystem(source)
-    fmt = fmt or ("csv" if str(path).endswith((".csv", ".csv.gz")) else "parquet")
     base = path if (fs is not None or Path(path).is_dir()) else None
     return files, fmt, base
 

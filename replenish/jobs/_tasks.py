@@ -85,17 +85,25 @@ def _train(stage: str, shards: list[int], spec: dict[str, Any], model_dir: str,
 
     t0 = time.perf_counter()
     panels = []
+    failed: list[str] = []
     n = 0
     for s in shards:
         try:
             p = load_shard_panel(stage, s, spec)
-        except DataError as e:
-            raise ShardError(f"shard {s}: {e}") from e
+        except DataError as e:   # check the other shards too, so that all are reported at once
+            failed.append(f"shard {s}: {e}")
+            continue
         if p is not None:
+            if not spec.get("freq"):   # inferred once: every shard then has the first's
+                spec = {**spec, "freq": p.freq}
+                log.info("frequency inferred from shard %d: %s", s, p.freq)
             panels.append(p)
             n += p.n_series
         if n >= max_series:
             break
+    if failed:
+        raise DataError(f"{len(failed)} of the {len(shards)} shards read for training failed "
+                        f"the data rules:\n  " + "\n  ".join(failed))
     if not panels:
         raise DataError("history: no series to train on")
     panel = _concat_panels(panels)
@@ -285,14 +293,16 @@ def optimize_shard_task(stage: str, shard: int, spec: dict[str, Any], out: str) 
         if inv_tab is None:
             raise DataError(f"inventory: rule 'every SKU-location has an inventory row' broken by "
                             f"{keys.n_series} SKU-locations")
+        report: dict[str, Any] = {}
         inv = validate_inventory(inv_tab, keys, ColumnMap(**spec["columns"]),
-                                 InventoryDefaults().with_overrides(spec["inventory_defaults"]))
+                                 InventoryDefaults().with_overrides(spec["inventory_defaults"]),
+                                 report=report)
         ot = optimize(keys, levels, q, inv, spec)
         files = write_output(ot, out, "orders", shard)
     except Exception as e:
         raise ShardError(f"shard {shard}: {type(e).__name__}: {e}") from e
     return {"shard": shard, "series": keys.n_series, "seconds": time.perf_counter() - t0,
-            "files": files}
+            "files": files, "report": report}
 
 
 def plan_shard_task(stage: str, shard: int, spec: dict[str, Any], model_dir: str, out: str,
@@ -300,6 +310,9 @@ def plan_shard_task(stage: str, shard: int, spec: dict[str, Any], model_dir: str
     """Forecast and/or optimize one shard; write its output files atomically; return its stats."""
     t0 = time.perf_counter()
     try:
+        model = _get_model(model_dir, spec.get("device", "auto"))
+        if not spec.get("freq"):   # not declared: the model's (inferred when it was trained)
+            spec = {**spec, "freq": model.spec.freq}
         panel = load_shard_panel(stage, shard, spec)
         if panel is None:
             inv_tab = read_shard(stage, "inventory", shard)
@@ -308,7 +321,6 @@ def plan_shard_task(stage: str, shard: int, spec: dict[str, Any], model_dir: str
                                 f"broken by {inv_tab.num_rows} rows")
             return {"shard": shard, "series": 0, "files": {}, "seconds": 0.0}
         files: dict[str, Any] = {}
-        model = _get_model(model_dir, spec.get("device", "auto"))
         q = model.predict(panel)
         levels = np.asarray(model.levels)
         if "forecast" in stages:
@@ -319,7 +331,8 @@ def plan_shard_task(stage: str, shard: int, spec: dict[str, Any], model_dir: str
                 raise DataError(f"inventory: rule 'every SKU-location of the history has an "
                                 f"inventory row' broken by {panel.n_series} SKU-locations")
             inv = validate_inventory(inv_tab, panel, ColumnMap(**spec["columns"]),
-                                     InventoryDefaults().with_overrides(spec["inventory_defaults"]))
+                                     InventoryDefaults().with_overrides(spec["inventory_defaults"]),
+                                     report=panel.report)
             files.update(write_output(optimize(panel, levels, q, inv, spec), out, "orders", shard))
     except Exception as e:
         raise ShardError(f"shard {shard}: {type(e).__name__}: {e}") from e

@@ -56,9 +56,38 @@ def connect(scheduler: str | None = None, n_workers: int | None = None,
                                processes=True, memory_limit=memory_limit,
                                dashboard_address=None)
     client = Client(cluster)
+    if logging.getLogger("distributed").getEffectiveLevel() >= logging.WARNING:
+        # not --verbose: a failed task's error is reported once, by the job, not also as the
+        # worker's "Compute Failed" log record with its traceback
+        client.register_plugin(_quiet_task_errors())
     log.info("embedded cluster: %d workers", len(cluster.workers))
     try:
         yield client
     finally:
         client.close()
         cluster.close()
+
+
+def _drop_compute_failed(record: logging.LogRecord) -> bool:
+    """False for a failed task's report and for the cancellation of its sibling tasks."""
+    msg = str(record.msg)
+    return not (msg.startswith("Compute Failed")
+                or (msg.startswith("Async instruction") and "CancelledError" in record.getMessage()))
+
+
+def _quiet_task_errors():
+    """A worker plugin: the worker loggers drop their "Compute Failed" records and the
+    cancellations that follow (the job reports the error itself, with the shard or file it
+    belongs to); other records pass."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class QuietTaskErrors(WorkerPlugin):
+        name = "replenish-quiet-task-errors"
+
+        def setup(self, worker) -> None:
+            for name in ("distributed.worker", "distributed.worker.state_machine"):
+                logger = logging.getLogger(name)
+                if _drop_compute_failed not in logger.filters:
+                    logger.addFilter(_drop_compute_failed)
+
+    return QuietTaskErrors()

@@ -126,6 +126,11 @@ def _inputs_signature(cfg: PlanConfig) -> str:
     return h.hexdigest()
 
 
+#: What a job writes in its output folder (anything else there is the user's).
+_OWN_NAMES = {"manifest.json", ".manifest.json.tmp", "forecasts", "orders", "model", "model.tmp",
+              "_work", "_SUCCESS"}
+
+
 def _say(msg: str) -> None:
     print(f"[replenish] {msg}", file=sys.stderr, flush=True)
 
@@ -135,6 +140,8 @@ def _spec(cfg: PlanConfig, has_future: bool) -> dict[str, Any]:
     cols = asdict(cfg.columns)
     if not has_future and cfg.columns.known:
         # Without future values, known covariates can only describe the past.
+        _say(f"no --future table: the known covariates {list(cfg.columns.known)} are used as "
+             f"observed-only covariates (their horizon values are unknown)")
         cols["observed"] = tuple(cols["observed"]) + tuple(cols["known"])
         cols["known"] = ()
     return {"columns": cols, "freq": cfg.freq, "negative": cfg.negative,
@@ -215,31 +222,43 @@ def _stage_all(client, cfg: PlanConfig, stage: Path,
         for (name, _), res in zip(futures, done):
             if name in got:
                 got[name].append(res["pairs"])
-        _match_inventory(main, *(np.concatenate(got[k]) for k in (main, "inventory")))
+        keys_of = {name: keys for name, _, _, keys in jobs}
+        _match_inventory(main, *(np.concatenate(got[k]) for k in (main, "inventory")),
+                         examples=lambda name, h: _sharding.pair_examples(stage, name,
+                                                                          keys_of[name], h))
     ends = [res["last_date"] for (name, _), res in zip(futures, done)
             if name == "history" and res["last_date"] is not None]
     return plan, (str(max(ends)) if ends else None)
 
 
-def _match_inventory(main: str, main_pairs, inv_pairs) -> None:
+def _match_inventory(main: str, main_pairs, inv_pairs, examples=None) -> None:
     """Fail before training when the inventory's SKU-locations are not those of ``main``.
 
     ``main_pairs``: pair hashes of the history (or forecasts), ``inv_pairs``: one per
-    inventory row. The same rules are checked again per shard on the actual keys.
+    inventory row; ``examples(name, hashes)``: some (sku, location) pairs of the staged
+    input ``name`` with those hashes, named in the error. The same rules are checked again
+    per shard on the actual keys.
     """
+    def named(name: str, hashes: np.ndarray) -> str:
+        got = examples(name, hashes) if examples is not None else []
+        more = ", ..." if len(hashes) > len(got) else ""
+        return f" (e.g. {', '.join(repr(p) for p in got)}{more})" if got else ""
+
     series = np.unique(main_pairs)
     inv, counts = np.unique(inv_pairs, return_counts=True)
-    dup = int((counts > 1).sum())
-    if dup:
-        raise DataError(f"inventory: rule 'one row per SKU-location' broken by {dup} SKU-locations")
-    extra = int((~np.isin(inv, series, assume_unique=True)).sum())
-    if extra:
+    dup = counts > 1
+    if dup.any():
+        raise DataError(f"inventory: rule 'one row per SKU-location' broken by {int(dup.sum())} "
+                        f"SKU-locations{named('inventory', inv[dup])}")
+    extra = ~np.isin(inv, series, assume_unique=True)
+    if extra.any():
         raise DataError(f"inventory: rule 'every row is a SKU-location of the {main}' broken by "
-                        f"{extra} rows")
-    lacking = int((~np.isin(series, inv, assume_unique=True)).sum())
-    if lacking:
+                        f"{int(extra.sum())} rows{named('inventory', inv[extra])}")
+    lacking = ~np.isin(series, inv, assume_unique=True)
+    if lacking.any():
         raise DataError(f"inventory: rule 'every SKU-location of the {main} has an inventory row' "
-                        f"broken by {lacking} SKU-locations")
+                        f"broken by {int(lacking.sum())} SKU-locations"
+                        f"{named(main, series[lacking])}")
 
 
 def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast", "optimize"),
@@ -269,6 +288,12 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
     out = Path(cfg.out)
     fp = cfg.fingerprint() + "-" + _inputs_signature(cfg) + "-" + "+".join(stages)
     manifest = read_manifest(out)
+    if not manifest and out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in _OWN_NAMES)
+        if foreign:
+            raise JobError(f"{out} is not empty and holds no replenish job ({foreign[:3]}"
+                           f"{' ...' if len(foreign) > 3 else ''}): choose a new or empty --out "
+                           f"folder (nothing there was changed)")
     if manifest and manifest.get("fingerprint") != fp:
         if not overwrite:
             raise JobError(f"{out} holds the results of a different job (config fingerprint "
@@ -439,8 +464,10 @@ def _summarize(out: Path, manifest: dict, seconds: float) -> dict[str, Any]:
             if k in ("gaps_filled", "trailing_filled", "negative_clipped", "missing_demand_zeroed",
                      "duplicates_summed", "future_known_filled"):
                 repairs[k] = repairs.get(k, 0) + int(v)
-            elif k == "covariates_filled":
+            elif k in ("covariates_filled", "static_missing", "inventory_defaulted"):
+                prefix = {"covariates_filled": "filled", "static_missing": "static_missing",
+                          "inventory_defaulted": "inventory_default"}[k]
                 for c, n in v.items():
-                    repairs[f"filled:{c}"] = repairs.get(f"filled:{c}", 0) + int(n)
+                    repairs[f"{prefix}:{c}"] = repairs.get(f"{prefix}:{c}", 0) + int(n)
     s["repairs"] = repairs
     return s

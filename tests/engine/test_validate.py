@@ -1,6 +1,8 @@
 """Each validation rule gets a bad input, and the error names column, rule and count."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -166,9 +168,45 @@ def test_weekly_inferred_and_offgrid_rejected():
         build_panel(_set(w, "date", d), COLS, freq="W")
 
 
+def test_weekly_data_declared_daily_is_refused():
+    # weekly rows declared daily would become six invented zero days after every week
+    w = make_history(n_days=20, freq_days=7)
+    with pytest.raises(DataError, match=r"rule 'daily periods \(freq D\)' broken: all 76 steps .* "
+                                        r"whole weeks.*--freq W"):
+        build_panel(w, COLS, freq="D")
+    # a few weekly-spaced rows are too little evidence (sparse daily sales): filled, warned
+    few = make_history(n_series=1, n_days=4, freq_days=7)
+    p = build_panel(few, ColumnMap(known=("price", "promo")), freq="D")
+    assert p.freq == "D" and p.report["gaps_filled"] == 18 and p.lengths.tolist() == [22]
+    # real daily data with gaps of whole weeks plus one ordinary day step is daily
+    d = make_history(n_days=20, freq_days=7).column("date").to_numpy().copy()
+    d[1] = d[0] + np.timedelta64(1, "D")
+    assert build_panel(_set(w, "date", d), COLS, freq="D").freq == "D"
+
+
 def test_odd_frequency_must_be_declared():
     with pytest.raises(DataError, match="smallest step between dates is 3 days"):
         build_panel(make_history(n_days=10, freq_days=3), COLS)
+
+
+def test_missing_static_category_is_its_own_category(history):
+    cat = history.column("category").to_pylist()
+    n_days = 30
+    cat[:n_days] = [None] * n_days           # the first series has no category
+    p = build_panel(_set(history, "category", cat), COLS)
+    assert p.static["category"].tolist()[0] == "" and p.report["static_missing"] == {"category": n_days}
+    assert set(p.static["category"].tolist()[1:]) <= {"C0", "C1", "C2"}
+    # an int category with a missing value: labels as text, the missing one ""
+    ints = [None] * n_days + [i // n_days % 3 for i in range(n_days, history.num_rows)]
+    p = build_panel(_set(history, "category", pa.array(ints, pa.int64())), COLS)
+    assert p.static["category"].tolist() == ["", "1", "2", "0"]
+    # a missing static number is not invented
+    size = [1.5] * history.num_rows
+    size[5] = None
+    t = history.append_column("size", pa.array(size, pa.float64()))
+    with pytest.raises(DataError, match=r"column 'size': rule 'a numeric static attribute must "
+                                        r"not be missing' broken by 1 rows"):
+        build_panel(t, ColumnMap(known=("price", "promo"), static=("category", "size")))
 
 
 def test_key_nulls(history):
@@ -202,10 +240,24 @@ def test_inventory_unknown_and_missing_rows(history):
     inv = _inventory(p)
     extra = pa.concat_tables([inv, pa.table({"sku": ["ZZ"], "location": ["L0"], "on_hand": [1.0],
                                              "on_order": [0.0], "lead_time_days": [1.0]})])
-    with pytest.raises(DataError, match=r"every row is a SKU-location of the history' broken by 1 rows"):
+    with pytest.raises(DataError, match=r"every row is a SKU-location of the history' broken by 1 rows "
+                                        r"\(e.g. \('ZZ', 'L0'\)\)"):
         validate_inventory(extra, p)
-    with pytest.raises(DataError, match=r"has an inventory row' broken by 2 SKU-locations"):
+    missing = ", ".join(f"({s!r}, {l!r})" for s, l in zip(p.sku[2:], p.location[2:]))
+    with pytest.raises(DataError, match=r"has an inventory row' broken by 2 SKU-locations "
+                                        rf"\(e.g. {re.escape(missing)}\)"):
         validate_inventory(inv.slice(0, 2), p)
+
+
+def test_inventory_missing_optional_values_get_the_default_counted(history):
+    p = build_panel(history, COLS)
+    cost = np.array([2.0, np.nan, 3.0, np.nan])
+    report: dict = {}
+    out = validate_inventory(_inventory(p, unit_cost=cost, stockout_cost=np.full(4, np.nan)), p,
+                             report=report)
+    assert out["unit_cost"].tolist() == [2.0, 1.0, 3.0, 1.0]
+    # NaN is stockout_cost's own default ("not used"): nothing was repaired there
+    assert report == {"inventory_defaulted": {"unit_cost": 2}}
 
 
 @pytest.mark.parametrize("col,value,rule", [

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -206,6 +207,48 @@ def test_bad_rows_fail_while_staging_before_training(client, data, tmp_path):
     assert not (out / "_SUCCESS").exists()
 
 
+def test_bad_rows_found_while_training_list_every_shard(client, data, tmp_path):
+    # duplicates need whole series: the training task finds them, in every shard it reads,
+    # and the job fails with a DataError (a clean CLI error), not a worker traceback
+    hist = data["history"]
+    firsts = np.flatnonzero(np.r_[True, np.diff(np.arange(hist.num_rows) // 60) != 0])
+    bad = pa.concat_tables([hist, hist.take(pa.array(firsts))])
+    out = tmp_path / "dups"
+    cfg = _cfg(data, out, None, history=bad, shards=3)
+    cfg.model = None
+    with pytest.raises(DataError) as e:
+        run_plan(cfg, client=client)
+    msg = str(e.value)
+    assert msg.startswith("3 of the 3 shards read for training failed the data rules")
+    for shard in range(3):
+        assert re.search(rf"shard {shard}: columns \(sku, location, date\): rule 'one row per "
+                         rf"series and date' broken by \d+ duplicate rows", msg)
+    assert sum(int(n) for n in re.findall(r"broken by (\d+) duplicate", msg)) == N_SERIES
+    assert read_manifest(out)["status"] == "failed" and not (out / "model").exists()
+
+
+def test_folder_of_csv_files_is_read_as_csv(client, data, trained, tmp_path):
+    src = tmp_path / "csv"
+    src.mkdir()
+    hist = data["history"]
+    for i, (a, b) in enumerate(((0, 400), (400, hist.num_rows))):
+        hist.slice(a, b - a).to_pandas().to_csv(src / f"sales_{i}.csv", index=False)
+    out = tmp_path / "from_csv"
+    run_plan(_cfg(data, out, trained, history=str(src)), stages=("forecast", "optimize"),
+             client=client)
+    ref = tmp_path / "from_parquet"
+    run_plan(_cfg(data, ref, trained), stages=("forecast", "optimize"), client=client)
+    a, b = _orders(out), _orders(ref)
+    assert a.num_rows == N_SERIES
+    for col in ("reorder_point", "order_up_to", "order_quantity"):
+        np.testing.assert_allclose(a.column(col).to_numpy(), b.column(col).to_numpy(), rtol=1e-5)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match=r"no readable parquet file"):
+        run_plan(_cfg(data, tmp_path / "o2", trained, history=str(empty)),
+                 stages=("forecast", "optimize"), client=client)
+
+
 def test_series_without_recent_sales_are_planned_from_the_same_day(client, data, trained, tmp_path):
     # sparse data: 3 series report no rows in the last 6 days (no sales); each series still
     # gets forecasts from the day after the history's last date and orders as of that day
@@ -240,11 +283,14 @@ def _inventory_variants(inv: pa.Table):
     two = inv.slice(0, 2).set_column(inv.column_names.index("sku"), "sku", pa.array(["NEW1", "NEW2"]))
     on_hand = inv.column("on_hand").to_numpy().copy()
     on_hand[[3, 5]] = np.nan
+    first = (inv.column("sku")[0].as_py(), inv.column("location")[0].as_py())
+    loc = re.escape(repr(inv.column("location")[0].as_py()))
     return [
         (inv.slice(1), r"inventory: rule 'every SKU-location of the history has an inventory row' "
-                       r"broken by 1 SKU-locations"),
+                       rf"broken by 1 SKU-locations \(e.g. {re.escape(repr(first))}\)"),
         (pa.concat_tables([inv, two]), r"inventory: rule 'every row is a SKU-location of the history' "
-                                       r"broken by 2 rows"),
+                                       rf"broken by 2 rows \(e.g. \('NEW[12]', {loc}\), "
+                                       rf"\('NEW[12]', {re.escape(repr(inv.column('location')[1].as_py()))}\)\)"),
         (pa.concat_tables([inv, inv.slice(0, 3)]), r"inventory: rule 'one row per SKU-location' broken by "
                                                    r"3 SKU-locations"),
         (inv.set_column(inv.column_names.index("on_hand"), "on_hand", pa.array(on_hand)),
@@ -310,6 +356,34 @@ def test_other_job_in_same_folder_is_refused(client, data, trained, tmp_path):
     with pytest.raises(JobError, match="different job"):
         run_plan(_cfg(data, out, trained, target="fill_rate"), stages=("forecast", "optimize"),
                  client=client)
+
+
+def test_non_empty_folder_without_a_job_is_refused(data, trained, tmp_path):
+    out = tmp_path / "mine"
+    (out / "notes").mkdir(parents=True)
+    (out / "report.xlsx").write_text("the user's")
+    with pytest.raises(JobError, match=r"not empty and holds no replenish job .*'notes', "
+                                       r"'report.xlsx'"):
+        run_plan(_cfg(data, out, trained), stages=("forecast", "optimize"), overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["notes", "report.xlsx"]
+
+
+def test_cli_data_error_in_training_is_one_clean_message(data, tmp_path, capfd):
+    # the embedded cluster (no --scheduler): exit code 2 and the job's message only, without
+    # the workers' "Compute Failed" records and tracebacks
+    from replenish.jobs.cli import main
+    hist = data["history"]
+    pq.write_table(pa.concat_tables([hist, hist.slice(0, 2)]), tmp_path / "h.parquet")
+    rc = main(["plan", "--history", str(tmp_path / "h.parquet"),
+               "--inventory", str(data["dir"] / "inventory.parquet"), "--out", str(tmp_path / "o"),
+               "--known-cols", "price,promo", "--static-cols", "category", "--n-workers", "1",
+               "--shards", "2"])
+    err = capfd.readouterr().err
+    assert rc == 2
+    assert "error: 1 of the 2 shards read for training failed" in err and "broken by 2 duplicate" in err
+    assert "Compute Failed" not in err and "Traceback" not in err
+    # known covariates without a future table: the job says what it does with them
+    assert "no --future table: the known covariates ['price', 'promo'] are used as observed-only" in err
 
 
 def test_cli_on_existing_scheduler_with_mapped_columns(client, data, trained, tmp_path, capsys):
