@@ -165,20 +165,55 @@ def _unlimited_as_none(max_order: np.ndarray) -> np.ndarray | None:
     return np.where(np.isinf(max_order), 1e15, max_order)
 
 
+def dc_service_days(stage: str, shard: int, panel: Panel, report: dict[str, Any]) -> np.ndarray:
+    """Days each series' DC may take to serve it, from the staged echelon placement.
+
+    ``net_lead_time_days - lead_time_days`` of the stores table (the DC's service time); 0
+    for a series without a row there (its DC serves at once), counted in
+    ``report["echelon_missing"]`` and logged. Rows for other SKU-locations are ignored.
+    """
+    from ..engine.validate import _match_keys, to_numeric
+
+    out = np.zeros(panel.n_series)
+    t = read_shard(stage, "echelon", shard)
+    pos = np.empty(0, np.int64) if t is None else _match_keys(panel, t.column("sku"),
+                                                               t.column("location"))
+    if t is not None and (pos >= 0).any():
+        extra = (to_numeric(t.column("net_lead_time_days"), "net_lead_time_days")
+                 - to_numeric(t.column("lead_time_days"), "lead_time_days"))
+        bad = int((~(extra >= 0))[pos >= 0].sum())
+        if bad:
+            raise DataError(f"echelon: rule 'net_lead_time_days >= lead_time_days, both numbers' "
+                            f"broken by {bad} rows")
+        if np.bincount(pos[pos >= 0], minlength=panel.n_series).max() > 1:
+            raise DataError("echelon: rule 'one row per SKU-location' broken")
+        out[pos[pos >= 0]] = extra[pos >= 0]
+    missing = panel.n_series - int((pos >= 0).sum())
+    if missing:
+        report["echelon_missing"] = missing
+        log.warning("echelon: %d SKU-locations without a row in the placement keep their own "
+                    "lead time (their DC serves at once)", missing)
+    return out
+
+
 def optimize(panel: Panel, levels: np.ndarray, q: np.ndarray, inv: dict[str, np.ndarray],
-             spec: dict[str, Any], n_threads: int | None = 1) -> pa.Table:
+             spec: dict[str, Any], n_threads: int | None = 1,
+             dc_days: np.ndarray | None = None) -> pa.Table:
     """Inventory decisions for every series of the panel (see README, 'orders').
 
     ``n_threads`` 1 (the default): the shard tasks run one per worker thread and the
     cluster has one worker thread per core, so the kernels must not start threads of
-    their own (``None``: the kernels' default, every core).
+    their own (``None``: the kernels' default, every core). ``dc_days``: days each
+    series' DC may take to serve it (:func:`dc_service_days`), added to its lead time.
     """
     from ..kernels import plan_orders
 
     step = FREQ_STEP_DAYS[panel.freq]
+    dc_days = np.zeros(panel.n_series) if dc_days is None else np.asarray(dc_days, np.float64)
     res = plan_orders(
         levels, q, on_hand=inv["on_hand"], on_order=inv["on_order"], backorders=inv["backorders"],
-        lead_time=inv["lead_time_days"] / step, lead_time_std=inv["lead_time_std_days"] / step,
+        lead_time=(inv["lead_time_days"] + dc_days) / step,
+        lead_time_std=inv["lead_time_std_days"] / step,
         review_period=inv["review_period_days"] / step, service_level=inv["service_level"],
         target=spec["target"], unit_cost=inv["unit_cost"],
         holding_cost_rate=inv["holding_cost_rate"],
@@ -198,6 +233,7 @@ def optimize(panel: Panel, levels: np.ndarray, q: np.ndarray, inv: dict[str, np.
         "sku": panel.sku, "location": panel.location, "as_of": as_of,
         "on_hand": inv["on_hand"], "on_order": inv["on_order"], "backorders": inv["backorders"],
         "inventory_position": position, "lead_time_days": inv["lead_time_days"],
+        "dc_service_days": dc_days,
         "review_period_days": inv["review_period_days"], "service_level": inv["service_level"],
         "unit_cost": inv["unit_cost"], "holding_cost_rate": inv["holding_cost_rate"],
         "lead_time_demand_mean": res["lead_time_demand_mean"],
@@ -297,7 +333,8 @@ def optimize_shard_task(stage: str, shard: int, spec: dict[str, Any], out: str) 
         inv = validate_inventory(inv_tab, keys, ColumnMap(**spec["columns"]),
                                  InventoryDefaults().with_overrides(spec["inventory_defaults"]),
                                  report=report)
-        ot = optimize(keys, levels, q, inv, spec)
+        dc_days = dc_service_days(stage, shard, keys, report) if spec.get("has_echelon") else None
+        ot = optimize(keys, levels, q, inv, spec, dc_days=dc_days)
         files = write_output(ot, out, "orders", shard)
     except Exception as e:
         raise ShardError(f"shard {shard}: {type(e).__name__}: {e}") from e
@@ -333,7 +370,10 @@ def plan_shard_task(stage: str, shard: int, spec: dict[str, Any], model_dir: str
             inv = validate_inventory(inv_tab, panel, ColumnMap(**spec["columns"]),
                                      InventoryDefaults().with_overrides(spec["inventory_defaults"]),
                                      report=panel.report)
-            files.update(write_output(optimize(panel, levels, q, inv, spec), out, "orders", shard))
+            dc_days = dc_service_days(stage, shard, panel, panel.report) \
+                if spec.get("has_echelon") else None
+            files.update(write_output(optimize(panel, levels, q, inv, spec, dc_days=dc_days),
+                                      out, "orders", shard))
     except Exception as e:
         raise ShardError(f"shard {shard}: {type(e).__name__}: {e}") from e
     return {"shard": shard, "series": panel.n_series, "files": files,

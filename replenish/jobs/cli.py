@@ -61,6 +61,8 @@ def _job_parser(sub, name: str, help: str, inventory: bool = True) -> argparse.A
         o.add_argument("--method", choices=["sample", "normal"],
                        help="lead-time demand: Monte Carlo from the quantiles, or normal approximation")
         o.add_argument("--n-samples", dest="n_samples", type=int, help="Monte Carlo samples per item")
+        o.add_argument("--echelon", help="output of `replenish echelon` (its folder or "
+                       "stores.parquet): each store's lead time grows by its DC's service time")
     p.add_argument("--seed", type=int)
     k = p.add_argument_group("cluster")
     k.add_argument("--scheduler", help="address of an existing Dask scheduler (default: embedded cluster)")

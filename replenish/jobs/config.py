@@ -6,6 +6,7 @@ TOML layout (every key optional; CLI flags win)::
     history = "sales/"            # Parquet/CSV file, folder or hive dataset, or URL
     inventory = "inventory.parquet"
     future = "future.parquet"      # known covariates for the horizon
+    echelon = "ech/"               # a `replenish echelon` output: stores wait for their DC's service time
     freq = "D"                     # "D" or "W"; inferred when absent
     negative = "error"             # or "clip"
     missing_demand = "error"       # or "zero"
@@ -83,6 +84,7 @@ class PlanConfig:
     inventory: Any = None
     future: Any = None
     forecasts: Any = None
+    echelon: Any = None
     out: str | None = None
     columns: ColumnMap = field(default_factory=ColumnMap)
     freq: str | None = None
@@ -139,7 +141,7 @@ class PlanConfig:
         d = asdict(self)
         for k in ("out", "scheduler", "n_workers"):
             d.pop(k, None)
-        for k in ("history", "inventory", "future", "forecasts"):
+        for k in ("history", "inventory", "future", "forecasts", "echelon"):
             if d.get(k) is not None and not isinstance(d[k], (str, Path)):
                 d[k] = f"<{type(d[k]).__name__}>"
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -209,10 +209,14 @@ def _service(orders: pa.Table, panel, step: int) -> tuple[dict[str, Any], dict[s
     o = {c: orders.column(c).to_numpy(zero_copy_only=False) for c in (
         "as_of", "lead_time_days", "review_period_days", "service_level", "inventory_position",
         "order_quantity")}
+    # a plan made with an echelon placement waited for the DC too (older runs lack the column)
+    dc = orders.column("dc_service_days").to_numpy(zero_copy_only=False) \
+        if "dc_service_days" in orders.column_names else 0.0
     sid = _match_keys(panel, orders.column("sku"), orders.column("location"))
     found = sid >= 0
     s = np.where(found, sid, 0)
-    periods = np.ceil((o["lead_time_days"] + o["review_period_days"]) / step - 1e-9).astype(np.int64)
+    periods = np.ceil((o["lead_time_days"] + dc + o["review_period_days"]) / step
+                      - 1e-9).astype(np.int64)
     periods = np.maximum(periods, 1)
     start = panel.start.astype("datetime64[D]").astype(np.int64)[s]
     first = (o["as_of"].astype("datetime64[D]").astype(np.int64) - start) // step

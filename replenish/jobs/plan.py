@@ -106,7 +106,8 @@ def _inputs_signature(cfg: PlanConfig) -> str:
     content of in-memory tables. New data under the same paths is a new job, not a resume."""
     import hashlib
     h = hashlib.blake2b(digest_size=8)
-    for src in (cfg.history, cfg.inventory, cfg.future, cfg.forecasts, cfg.model, cfg.init_from):
+    for src in (cfg.history, cfg.inventory, cfg.future, cfg.forecasts, cfg.model, cfg.init_from,
+                cfg.echelon):
         if src is None:
             h.update(b"-")
         elif isinstance(src, pa.Table):
@@ -147,7 +148,8 @@ def _spec(cfg: PlanConfig, has_future: bool) -> dict[str, Any]:
     return {"columns": cols, "freq": cfg.freq, "negative": cfg.negative,
             "missing_demand": cfg.missing_demand, "duplicates": cfg.duplicates,
             "min_history": cfg.min_history, "forecast": dict(cfg.forecast),
-            "has_future": has_future, "target": cfg.target, "method": cfg.method,
+            "has_future": has_future, "has_echelon": cfg.echelon is not None,
+            "target": cfg.target, "method": cfg.method,
             "n_samples": cfg.n_samples, "seed": cfg.seed,
             "inventory_defaults": dict(cfg.inventory_defaults)}
 
@@ -177,6 +179,9 @@ def _stage_all(client, cfg: PlanConfig, stage: Path,
         jobs.append(("inventory", cfg.inventory, inv_schema, keys))
     if cfg.future is not None:
         jobs.append(("future", cfg.future, list(c.keys) + [c.date] + list(c.known), c.keys))
+    if cfg.echelon is not None:
+        jobs.append(("echelon", _echelon_source(cfg.echelon), list(ECHELON_COLUMNS),
+                     ("sku", "location")))
     listing = {name: _sharding.input_files(source) for name, source, _, _ in jobs
                if not isinstance(source, pa.Table)}
     # The shard plan comes from the rows per location of the main input (history or forecasts).
@@ -229,6 +234,17 @@ def _stage_all(client, cfg: PlanConfig, stage: Path,
     ends = [res["last_date"] for (name, _), res in zip(futures, done)
             if name == "history" and res["last_date"] is not None]
     return plan, (str(max(ends)) if ends else None)
+
+
+#: Columns of an echelon placement's stores table that the orders use.
+ECHELON_COLUMNS = ("sku", "location", "lead_time_days", "net_lead_time_days")
+
+
+def _echelon_source(src: Any) -> Any:
+    """A `replenish echelon` output: its stores table (the folder's stores.parquet)."""
+    if isinstance(src, (str, Path)) and "://" not in str(src) and Path(src).is_dir():
+        return str(Path(src) / "stores.parquet")
+    return src
 
 
 def _match_inventory(main: str, main_pairs, inv_pairs, examples=None) -> None:
@@ -285,6 +301,8 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
         raise ValueError("a demand history (--history) is required")
     if "optimize" in stages and cfg.inventory is None:
         raise ValueError("optimizing needs an inventory state (--inventory)")
+    if cfg.echelon is not None and "optimize" not in stages:
+        raise ValueError("--echelon changes the orders: it needs the optimize stage (plan or optimize)")
     out = Path(cfg.out)
     fp = cfg.fingerprint() + "-" + _inputs_signature(cfg) + "-" + "+".join(stages)
     manifest = read_manifest(out)
@@ -462,7 +480,7 @@ def _summarize(out: Path, manifest: dict, seconds: float) -> dict[str, Any]:
     for r in reports:
         for k, v in r.items():
             if k in ("gaps_filled", "trailing_filled", "negative_clipped", "missing_demand_zeroed",
-                     "duplicates_summed", "future_known_filled"):
+                     "duplicates_summed", "future_known_filled", "echelon_missing"):
                 repairs[k] = repairs.get(k, 0) + int(v)
             elif k in ("covariates_filled", "static_missing", "inventory_defaulted"):
                 prefix = {"covariates_filled": "filled", "static_missing": "static_missing",

@@ -533,3 +533,54 @@ def test_echelon_placement_from_a_plan(client, data, trained, tmp_path):
     assert main(["echelon", "--run", str(out), "--network", str(tmp_path / "net.parquet"),
                  "--out", str(tmp_path / "ech2")]) == 0
     assert pq.read_table(tmp_path / "ech2" / "dc.parquet").num_rows == N_SERIES // 2
+
+
+def test_orders_wait_for_the_dc_service_time_of_an_echelon_placement(client, data, trained, tmp_path):
+    """--echelon: each store's lead time grows by its DC's service time (net lead time minus
+    lead time in the placement's stores table); the orders equal a plan whose inventory has
+    those longer lead times, and keep the transport lead time in lead_time_days."""
+    from replenish.jobs.cli import main
+    from replenish.jobs.echelon import place_safety_stock
+    inv = data["inventory"]
+    lt = inv.column("lead_time_days").to_numpy()
+    extra = np.where(np.arange(inv.num_rows) % 2 == 0, 5.0, 0.0)
+    ech = tmp_path / "ech"
+    ech.mkdir()
+    stores = pa.table({"sku": inv.column("sku"), "location": inv.column("location"),
+                       "lead_time_days": lt, "net_lead_time_days": lt + extra})
+    pq.write_table(stores.slice(1), ech / "stores.parquet")   # the first SKU-location has no row
+    extra[0] = 0.0
+    out = tmp_path / "with_dc"
+    summary = run_plan(_cfg(data, out, trained, echelon=str(ech)), stages=("forecast", "optimize"),
+                       client=client)
+    assert summary["repairs"]["echelon_missing"] == 1
+    longer = inv.set_column(inv.column_names.index("lead_time_days"), "lead_time_days",
+                            pa.array(lt + extra))
+    pq.write_table(longer, tmp_path / "inv_longer.parquet")
+    ref = tmp_path / "longer_lead_times"
+    run_plan(_cfg(data, ref, trained, inventory=str(tmp_path / "inv_longer.parquet")),
+             stages=("forecast", "optimize"), client=client)
+    a, b = _orders(out).to_pandas(), _orders(ref).to_pandas()
+    key = inv.to_pandas().set_index(["sku", "location"])
+    key["extra"] = extra
+    want = key.loc[list(zip(a.sku, a.location))]
+    np.testing.assert_array_equal(a.dc_service_days, want.extra)
+    np.testing.assert_array_equal(a.lead_time_days, want.lead_time_days)   # transport time kept
+    for col in ("safety_stock", "reorder_point", "order_up_to", "order_quantity",
+                "protection_demand_mean", "expected_fill_rate"):
+        np.testing.assert_allclose(a[col], b[col], rtol=1e-6, err_msg=col)
+
+    # the whole loop on the CLI: plan -> echelon -> optimize --echelon on the plan's forecasts
+    net = pa.table({"location": ["L0", "L1"], "dc": ["D1", "D1"], "dc_lead_time_days": [9.0, 9.0],
+                    "dc_holding_cost_rate": [2.0, 2.0]})   # DC stock dear: stores hold it
+    place_safety_stock(out, net, tmp_path / "ech_real")
+    placed = pq.read_table(tmp_path / "ech_real" / "stores.parquet").to_pandas()
+    assert (placed.net_lead_time_days > placed.lead_time_days).any()
+    rc = main(["optimize", "--forecasts", str(out / "forecasts"),
+               "--inventory", str(data["dir"] / "inventory.parquet"),
+               "--echelon", str(tmp_path / "ech_real"), "--out", str(tmp_path / "opt"),
+               "--scheduler", client.scheduler.address, "--n-samples", "400"])
+    assert rc == 0
+    o = _orders(tmp_path / "opt").to_pandas().merge(placed, on=["sku", "location"],
+                                                     suffixes=("", "_placed"))
+    np.testing.assert_allclose(o.dc_service_days, o.net_lead_time_days - o.lead_time_days_placed)
