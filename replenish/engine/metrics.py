@@ -40,7 +40,8 @@ def history_scales(values: np.ndarray, indptr: np.ndarray) -> tuple[np.ndarray, 
     same = np.ones(len(d), bool)
     inner = indptr[1:-1]
     same[inner[(inner > 0) & (inner <= len(d))] - 1] = False   # pairs across series edges
-    sid = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))[1:] if len(values) else d
+    sid = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))[1:] if len(values) \
+        else np.zeros(0, np.int64)
     n = np.bincount(sid[same], minlength=len(indptr) - 1).astype(np.float64)
     sq = np.bincount(sid[same], weights=d[same] ** 2, minlength=len(indptr) - 1)
     ab = np.bincount(sid[same], weights=np.abs(d[same]), minlength=len(indptr) - 1)

@@ -248,8 +248,12 @@ def infer_freq(series_id: np.ndarray, dates: np.ndarray) -> str:
     step = int(diffs.min())
     if step == 1:
         return "D"
-    if step % 7 == 0:
-        return "W"
+    if step == 7 or (step % 7 == 0 and not np.any(diffs % 7)):
+        return "W"     # (dates off the weekly grid are then reported with their count)
+    if step >= 28:
+        raise DataError(f"column 'date': rule 'daily or weekly periods' broken: consecutive dates "
+                        f"of a series are {step} days or more apart and not whole weeks "
+                        f"(monthly data?); replenish plans in days (D) or weeks (W)")
     raise DataError(f"column 'date': rule 'daily or weekly periods' broken: the smallest step "
                     f"between dates is {step} days; declare the frequency with --freq")
 
@@ -369,8 +373,12 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
         if len(steps) >= WEEKLY_EVIDENCE_STEPS and not np.any(steps % 7):
             raise DataError(f"column '{columns.date}': rule 'daily periods (freq D)' broken: all "
                             f"{len(steps)} steps between consecutive dates of a series are whole "
-                            f"weeks, so these are weekly data; use --freq W (or leave the "
-                            f"frequency to be inferred)")
+                            f"weeks, so these are weekly data: declare --freq W (or leave the "
+                            f"frequency to be inferred), and use a model trained on weekly data")
+        if len(steps) >= WEEKLY_EVIDENCE_STEPS and steps.min() >= 28:
+            raise DataError(f"column '{columns.date}': rule 'daily periods (freq D)' broken: all "
+                            f"{len(steps)} steps between consecutive dates of a series are 28 "
+                            f"days or more (monthly data?); replenish plans in days or weeks")
     freq = freq or infer_freq(sid, dates)
     if freq not in FREQ_STEP_DAYS:
         raise ValueError(f"freq must be one of {sorted(FREQ_STEP_DAYS)}, got {freq!r}")

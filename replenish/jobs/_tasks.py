@@ -198,18 +198,29 @@ def dc_service_days(stage: str, shard: int, panel: Panel, report: dict[str, Any]
 
 def optimize(panel: Panel, levels: np.ndarray, q: np.ndarray, inv: dict[str, np.ndarray],
              spec: dict[str, Any], n_threads: int | None = 1,
-             dc_days: np.ndarray | None = None) -> pa.Table:
+             dc_days: np.ndarray | None = None, report: dict[str, Any] | None = None) -> pa.Table:
     """Inventory decisions for every series of the panel (see README, 'orders').
 
     ``n_threads`` 1 (the default): the shard tasks run one per worker thread and the
     cluster has one worker thread per core, so the kernels must not start threads of
     their own (``None``: the kernels' default, every core). ``dc_days``: days each
     series' DC may take to serve it (:func:`dc_service_days`), added to its lead time.
+    SKU-locations whose lead time + review period reach past the forecast horizon (the
+    kernels repeat the last forecast period there) are counted in
+    ``report["protection_beyond_horizon"]`` and logged.
     """
     from ..kernels import plan_orders
 
     step = FREQ_STEP_DAYS[panel.freq]
     dc_days = np.zeros(panel.n_series) if dc_days is None else np.asarray(dc_days, np.float64)
+    need = (inv["lead_time_days"] + dc_days + inv["review_period_days"]) / step
+    beyond = int((need > q.shape[1] + 1e-9).sum())
+    if beyond:
+        log.warning("%d SKU-locations need demand beyond the %d-period horizon (lead time + "
+                    "review period up to %.0f periods): its last period is repeated there",
+                    beyond, q.shape[1], float(need.max()))
+        if report is not None:
+            report["protection_beyond_horizon"] = beyond
     res = plan_orders(
         levels, q, on_hand=inv["on_hand"], on_order=inv["on_order"], backorders=inv["backorders"],
         lead_time=(inv["lead_time_days"] + dc_days) / step,
@@ -329,12 +340,12 @@ def optimize_shard_task(stage: str, shard: int, spec: dict[str, Any], out: str) 
         if inv_tab is None:
             raise DataError(f"inventory: rule 'every SKU-location has an inventory row' broken by "
                             f"{keys.n_series} SKU-locations")
-        report: dict[str, Any] = {}
+        report: dict[str, Any] = {"freq": keys.freq}
         inv = validate_inventory(inv_tab, keys, ColumnMap(**spec["columns"]),
                                  InventoryDefaults().with_overrides(spec["inventory_defaults"]),
                                  report=report)
         dc_days = dc_service_days(stage, shard, keys, report) if spec.get("has_echelon") else None
-        ot = optimize(keys, levels, q, inv, spec, dc_days=dc_days)
+        ot = optimize(keys, levels, q, inv, spec, dc_days=dc_days, report=report)
         files = write_output(ot, out, "orders", shard)
     except Exception as e:
         raise ShardError(f"shard {shard}: {type(e).__name__}: {e}") from e
@@ -372,8 +383,8 @@ def plan_shard_task(stage: str, shard: int, spec: dict[str, Any], model_dir: str
                                      report=panel.report)
             dc_days = dc_service_days(stage, shard, panel, panel.report) \
                 if spec.get("has_echelon") else None
-            files.update(write_output(optimize(panel, levels, q, inv, spec, dc_days=dc_days),
-                                      out, "orders", shard))
+            files.update(write_output(optimize(panel, levels, q, inv, spec, dc_days=dc_days,
+                                               report=panel.report), out, "orders", shard))
     except Exception as e:
         raise ShardError(f"shard {shard}: {type(e).__name__}: {e}") from e
     return {"shard": shard, "series": panel.n_series, "files": files,

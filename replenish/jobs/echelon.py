@@ -38,6 +38,7 @@ import pyarrow as pa
 
 from ..engine.contract import DataError
 from ..engine.io import read_table, write_parquet_atomic
+from ..engine.panel import FREQ_STEP_DAYS
 from ..kernels import daily_moments, two_echelon_placement
 from .evaluate import forecast_blocks
 
@@ -47,6 +48,17 @@ log = logging.getLogger("replenish")
 
 _DC_COLUMNS = {"dc_lead_time_days": None, "dc_inbound_service_days": 0.0,
                "dc_service_level": np.nan, "dc_holding_cost_rate": np.nan}
+
+
+def _id_text(ids: Any) -> Any:
+    """Ids as text, a whole float as its integer (1.0 -> "1": float ids come from CSV files
+    and from pandas merges with missing values)."""
+    import pandas as pd
+    ids = pd.Series(ids)
+    if ids.dtype.kind == "f":
+        whole = ids.notna() & (ids == ids.round())
+        return ids.astype(object).where(~whole, ids.where(whole, 0).astype(np.int64)).astype(str)
+    return ids.astype(str)
 
 
 def place_safety_stock(run: str | Path, network: Any, out: str | Path | None = None
@@ -70,19 +82,21 @@ def place_safety_stock(run: str | Path, network: Any, out: str | Path | None = N
     """
     import pandas as pd
 
-    from .plan import read_output
+    from .api import _as_source
+    from .plan import read_output, run_freq
 
     t0 = time.perf_counter()
     run = Path(run)
     if not (run / "_SUCCESS").exists() or not (run / "orders").exists():
         raise DataError(f"echelon: {run} holds no finished plan (no _SUCCESS marker or orders)")
     orders = read_output(run, "orders")
-    net = network if isinstance(network, pa.Table) else read_table(network)
+    net = _as_source(network, name="network")
+    net = net if isinstance(net, pa.Table) else read_table(net)
     missing = [c for c in ("location", "dc", "dc_lead_time_days") if c not in net.column_names]
     if missing:
         raise DataError(f"network: required column(s) {missing} missing; it has {net.column_names}")
     nt = net.to_pandas()
-    nt["location"] = nt["location"].astype(str)
+    nt["location"] = _id_text(nt["location"])
     nulls = int(nt["dc"].isna().sum())
     if nulls:
         raise DataError(f"network: column 'dc': rule 'must not be missing' broken by {nulls} rows")
@@ -103,9 +117,8 @@ def place_safety_stock(run: str | Path, network: Any, out: str | Path | None = N
             raise DataError(f"network: column '{c}': rule 'one value per DC' broken by {varies} DCs")
 
     fc = read_output(run, "forecasts")
-    days = np.unique(fc.column("date").to_numpy().astype("datetime64[D]").astype(np.int64))
-    step = int(np.diff(days).min()) if len(days) > 1 else 1     # 1: daily, 7: weekly
-    levels, q, keys, _ = forecast_blocks(fc, step)
+    step = FREQ_STEP_DAYS[run_freq(run, fc)]     # 1: daily, 7: weekly
+    levels, q, keys, _, _ = forecast_blocks(fc, step)
     if np.isnan(q).any():
         raise DataError(f"echelon: {int(np.isnan(q[..., 0]).sum())} forecast periods missing in "
                         f"{run}/forecasts")
@@ -115,13 +128,13 @@ def place_safety_stock(run: str | Path, network: Any, out: str | Path | None = N
     store_std = np.sqrt(np.asarray(var).mean(1) / step)
 
     o = orders.to_pandas()
-    okeys = pd.MultiIndex.from_arrays([o["sku"].astype(str), o["location"].astype(str)])
+    okeys = pd.MultiIndex.from_arrays([o["sku"].astype(str), _id_text(o["location"])])
     at = okeys.get_indexer(keys)
     if (at < 0).any():
         raise DataError(f"echelon: {int((at < 0).sum())} forecast SKU-locations have no order row "
                         f"in {run}/orders")
     o = o.iloc[at].reset_index(drop=True)
-    loc = o["location"].astype(str)
+    loc = _id_text(o["location"])
     row = pd.Index(nt["location"]).get_indexer(loc)
     if (row < 0).any():
         lost = sorted(set(loc[row < 0]))
@@ -155,8 +168,11 @@ def place_safety_stock(run: str | Path, network: Any, out: str | Path | None = N
         dc_lead_time=per_net("dc_lead_time_days"), dc_holding_cost=dc_unit * dc_rate / 365.0,
         dc_service_level=dc_sl, dc_inbound_service=per_net("dc_inbound_service_days"))
 
+    # keys in the types of their sources: the plan's sku, the network's dc
+    store_row = pa.array(at[first])
     dc_table = pa.table({
-        "sku": gkeys.get_level_values(0).to_numpy(), "dc": gkeys.get_level_values(1).to_numpy(),
+        "sku": orders.column("sku").take(store_row),
+        "dc": net.column("dc").take(pa.array(row[first])),
         "stores": counts, "dc_lead_time_days": per_net("dc_lead_time_days"),
         "dc_service_level": dc_sl, "dc_service_time_days": res["dc_service_time"],
         "dc_net_lead_time_days": res["dc_net_lead_time"], "demand_mean_per_day": res["dc_demand_mean"],
@@ -166,7 +182,7 @@ def place_safety_stock(run: str | Path, network: Any, out: str | Path | None = N
         "holding_cost_per_day_if_stores_only": res["holding_cost_if_stores_only"]})
     stores_table = pa.table({
         "sku": orders.column("sku").take(pa.array(at)), "location": orders.column("location").take(pa.array(at)),
-        "dc": pa.array(np.asarray(dc).astype(str)), "demand_mean_per_day": store_mean,
+        "dc": dc_table.column("dc").take(pa.array(gid)), "demand_mean_per_day": store_mean,
         "demand_std_per_day": store_std, "lead_time_days": o["lead_time_days"].to_numpy(np.float64),
         "net_lead_time_days": res["store_net_lead_time"], "safety_stock": res["store_safety_stock"],
         "base_stock": res["store_base_stock"]})

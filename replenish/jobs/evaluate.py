@@ -73,7 +73,8 @@ def evaluate_run(run: str | Path, history: Any, out: str | Path | None = None, *
     dict
         The summary, plus ``"series_table"``: the per-SKU-location pyarrow Table.
     """
-    from .plan import read_output
+    from .api import _as_source
+    from .plan import read_output, run_freq
 
     t0 = time.perf_counter()
     run = Path(run)
@@ -81,15 +82,24 @@ def evaluate_run(run: str | Path, history: Any, out: str | Path | None = None, *
         raise DataError(f"evaluate: {run} holds no finished job (no _SUCCESS marker)")
     fc = read_output(run, "forecasts")
     orders = read_output(run, "orders") if (run / "orders").exists() else None
+    planned = run_freq(run, fc)   # the actuals are read in the run's periods
+    if freq is not None and freq != planned:
+        raise DataError(f"evaluate: --freq {freq} but the run {run} planned in periods of "
+                        f"{'a day' if planned == 'D' else 'a week'} ({planned})")
     cols = ColumnMap(sku=columns.sku, location=columns.location, date=columns.date,
                      demand=columns.demand, date_format=columns.date_format)
+    history = _as_source(history, name="history")
     table = history if isinstance(history, pa.Table) else read_table(history, list(cols.required))
-    panel = build_panel(table, cols, freq=freq, negative=negative, missing_demand=missing_demand,
-                        duplicates=duplicates)
+    try:
+        panel = build_panel(table, cols, freq=planned, negative=negative,
+                            missing_demand=missing_demand, duplicates=duplicates)
+    except DataError as e:
+        raise DataError(f"evaluate: the run {run} planned in {'days' if planned == 'D' else 'weeks'}"
+                        f" ({planned}), so the history is read in them: {e}") from e
     step = FREQ_STEP_DAYS[panel.freq]
 
     import pandas as pd
-    levels, q, uniq, first = forecast_blocks(fc, step)
+    levels, q, uniq, first, fc_row = forecast_blocks(fc, step)
     k, h = q.shape[:2]
 
     # actuals: the panel's series and periods on the forecast dates
@@ -141,7 +151,8 @@ def evaluate_run(run: str | Path, history: Any, out: str | Path | None = None, *
         "calibration": {f"{lv:g}": _ratio(below[..., j].sum(), n.sum())
                         for j, lv in enumerate(levels)},
     }
-    series = {"sku": uniq.get_level_values(0).to_numpy(), "location": uniq.get_level_values(1).to_numpy(),
+    series = {"sku": fc.column("sku").take(pa.array(fc_row)),
+              "location": fc.column("location").take(pa.array(fc_row)),
               "forecast_start": first.astype("datetime64[D]"), "periods": n,
               "demand": act_sum, "forecast_median": med_sum, "rmsse": rmsse, "spl": spl}
     if orders is not None:
@@ -181,6 +192,8 @@ def forecast_blocks(fc: pa.Table, step: int):
         (sku, location) as text, one per block.
     first : ndarray of int64, shape (k,)
         Day number (days since 1970-01-01) of each block's first forecast period.
+    row : ndarray of int64, shape (k,)
+        A row of ``fc`` of each block (to take its keys in their own types).
     """
     import pandas as pd
     qcols = [c for c in fc.column_names if c.startswith("q")]
@@ -201,7 +214,9 @@ def forecast_blocks(fc: pa.Table, step: int):
     h = int(off.max() // step) + 1 if len(off) else 0
     q = np.full((k, h, len(levels)), np.nan)
     q[code, off // step] = np.column_stack([fc.column(c).to_numpy() for c in qcols])
-    return levels, q, uniq, first
+    row = np.zeros(k, np.int64)
+    row[code[::-1]] = np.arange(len(code))[::-1]
+    return levels, q, uniq, first, row
 
 
 def _service(orders: pa.Table, panel, step: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

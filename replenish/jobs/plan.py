@@ -37,7 +37,7 @@ from ._tasks import optimize_shard_task, plan_shard_task, train_task
 from .cluster import connect
 from .config import PlanConfig
 
-__all__ = ["run_plan", "JobError", "read_manifest", "read_output"]
+__all__ = ["run_plan", "JobError", "read_manifest", "read_output", "run_freq"]
 
 log = logging.getLogger("replenish")
 
@@ -49,6 +49,28 @@ class JobError(RuntimeError):
 def read_manifest(out: str | Path) -> dict[str, Any]:
     p = Path(out) / "manifest.json"
     return json.loads(p.read_text()) if p.exists() else {}
+
+
+def run_freq(out: str | Path, forecasts: pa.Table | None = None) -> str:
+    """The period ("D" or "W") of a finished job's outputs: as recorded in its manifest; for
+    a job that recorded none, its model's; else the smallest step between two forecast dates
+    of one SKU-location (a one-period horizon without either: "D")."""
+    manifest = read_manifest(out)
+    freq = (manifest.get("summary") or {}).get("freq")
+    if freq:
+        return freq
+    model = (manifest.get("config") or {}).get("model") or Path(out) / "model"
+    if (Path(model) / "model.json").exists():   # runs from before the period was recorded
+        return json.loads((Path(model) / "model.json").read_text())["spec"]["freq"]
+    if forecasts is None:
+        forecasts = read_output(out, "forecasts", columns=["sku", "location", "date"])
+    import pandas as pd
+    f = pd.DataFrame({"k": forecasts.column("sku").to_numpy().astype(str).astype(object)
+                      + "\x1f" + forecasts.column("location").to_numpy().astype(str).astype(object),
+                      "d": forecasts.column("date").to_numpy().astype("datetime64[D]")})
+    steps = f.sort_values(["k", "d"]).groupby("k")["d"].diff().dropna().dt.days
+    steps = steps[steps > 0]
+    return "W" if len(steps) and steps.min() % 7 == 0 else "D"
 
 
 def read_output(out: str | Path, name: str = "orders", columns: list[str] | None = None) -> pa.Table:
@@ -136,12 +158,42 @@ def _say(msg: str) -> None:
     print(f"[replenish] {msg}", file=sys.stderr, flush=True)
 
 
-def _spec(cfg: PlanConfig, has_future: bool) -> dict[str, Any]:
+def _check_saved_model(cfg: PlanConfig) -> dict[str, Any]:
+    """Fail before any work when a saved model cannot make the forecasts asked for; return
+    its metadata."""
+    meta_path = Path(cfg.model) / "model.json"
+    if not meta_path.exists():
+        raise JobError(f"no model at {cfg.model} (no model.json): a folder written by "
+                       f"`replenish train` or `plan` (OUT/model)")
+    meta = json.loads(meta_path.read_text())
+    horizon = meta["config"]["horizon"]
+    asked = cfg.forecast.get("horizon")
+    if asked is not None and int(asked) != int(horizon):
+        raise JobError(f"the model {cfg.model} forecasts {horizon} periods; a horizon of {asked} "
+                       f"needs a model trained with it (drop --horizon, or train one)")
+    known = meta["spec"]["known"]
+    if known and cfg.future is None:
+        raise JobError(f"the model {cfg.model} uses the known covariates {known}: give their "
+                       f"values for the forecast horizon with --future")
+    return meta
+
+
+def _spec(cfg: PlanConfig, has_future: bool, stages: tuple[str, ...],
+          model_meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the worker tasks need: plain data only (never the engine objects)."""
     cols = asdict(cfg.columns)
-    if not has_future and cfg.columns.known:
+    if model_meta is not None:
+        # a saved model trained with a covariate as observed-only reads it so
+        moved = [c for c in cols["known"] if c in model_meta["spec"]["observed"]]
+        if moved:
+            _say(f"the model {cfg.model} was trained with {moved} as observed-only covariates: "
+                 f"they are used so (their future values are not read)")
+            cols["known"] = tuple(c for c in cols["known"] if c not in moved)
+            cols["observed"] = tuple(cols["observed"]) + tuple(moved)
+    # Training alone keeps known covariates known (a later forecast job gives their future).
+    if not has_future and cols["known"] and "forecast" in stages:
         # Without future values, known covariates can only describe the past.
-        _say(f"no --future table: the known covariates {list(cfg.columns.known)} are used as "
+        _say(f"no --future table: the known covariates {list(cols['known'])} are used as "
              f"observed-only covariates (their horizon values are unknown)")
         cols["observed"] = tuple(cols["observed"]) + tuple(cols["known"])
         cols["known"] = ()
@@ -208,6 +260,8 @@ def _stage_all(client, cfg: PlanConfig, stage: Path,
     main = jobs[0][0]
     match = cfg.inventory is not None
     pairs = {main: "unique", "inventory": "all"} if match else {}
+    if match and cfg.echelon is not None:
+        pairs["echelon"] = "unique"
     for name, source, columns, keys in jobs:
         check = checks.get(name)
         if isinstance(source, pa.Table):
@@ -223,10 +277,16 @@ def _stage_all(client, cfg: PlanConfig, stage: Path,
                     for i, f in enumerate(files)]
     done = client.gather([f for _, f in futures])
     if match:
-        got = {main: [], "inventory": []}
+        got = {main: [], "inventory": [], "echelon": []}
         for (name, _), res in zip(futures, done):
             if name in got:
                 got[name].append(res["pairs"])
+        if got["echelon"]:
+            ech = np.concatenate(got["echelon"])
+            if len(ech) and not np.isin(ech, np.concatenate(got[main])).any():
+                raise DataError(f"echelon: rule 'the placement is of these SKU-locations' broken: "
+                                f"none of its {len(ech)} SKU-locations is in the {main} (a "
+                                f"placement made for another plan?)")
         keys_of = {name: keys for name, _, _, keys in jobs}
         _match_inventory(main, *(np.concatenate(got[k]) for k in (main, "inventory")),
                          examples=lambda name, h: _sharding.pair_examples(stage, name,
@@ -303,6 +363,7 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
         raise ValueError("optimizing needs an inventory state (--inventory)")
     if cfg.echelon is not None and "optimize" not in stages:
         raise ValueError("--echelon changes the orders: it needs the optimize stage (plan or optimize)")
+    model_meta = _check_saved_model(cfg) if cfg.model and "forecast" in stages else None
     out = Path(cfg.out)
     fp = cfg.fingerprint() + "-" + _inputs_signature(cfg) + "-" + "+".join(stages)
     manifest = read_manifest(out)
@@ -340,7 +401,7 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
         n_shards = manifest["n_shards"]
         _write_manifest(out, manifest)
         stage = out / "_work"
-        spec = _spec(cfg, cfg.future is not None)
+        spec = _spec(cfg, cfg.future is not None, stages, model_meta)
         try:
             if not manifest.get("staged") or not stage.exists():
                 t0 = time.perf_counter()
@@ -460,7 +521,10 @@ def _run_shards(cl, out: Path, manifest: dict, todo: list[int], task, before: tu
 
 def _summarize(out: Path, manifest: dict, seconds: float) -> dict[str, Any]:
     series = sum(r.get("series", 0) for r in manifest["shards"].values())
+    freqs = sorted({r["report"]["freq"] for r in manifest["shards"].values()
+                    if r.get("report", {}).get("freq")})
     s: dict[str, Any] = {"out": str(out), "series": series, "shards": manifest["n_shards"],
+                         "freq": freqs[0] if len(freqs) == 1 else None,
                          "seconds": round(seconds, 1), "timings": manifest.get("timings", {})}
     orders_dir = out / "orders"
     if orders_dir.exists() and any(orders_dir.rglob("*.parquet")):
@@ -480,7 +544,8 @@ def _summarize(out: Path, manifest: dict, seconds: float) -> dict[str, Any]:
     for r in reports:
         for k, v in r.items():
             if k in ("gaps_filled", "trailing_filled", "negative_clipped", "missing_demand_zeroed",
-                     "duplicates_summed", "future_known_filled", "echelon_missing"):
+                     "duplicates_summed", "future_known_filled", "echelon_missing",
+                     "protection_beyond_horizon"):
                 repairs[k] = repairs.get(k, 0) + int(v)
             elif k in ("covariates_filled", "static_missing", "inventory_defaulted"):
                 prefix = {"covariates_filled": "filled", "static_missing": "static_missing",

@@ -53,3 +53,8 @@ def test_interpolate_quantiles():
     np.testing.assert_allclose(out, [[8.75, 10.0, 15.0, 20.0, 30.0, 42.5]])
     low = interpolate_quantiles(np.array([[1.0, 2.0, 3.0]]), lv, np.array([0.001]))
     assert low[0, 0] >= 0
+
+
+def test_history_scales_without_history():
+    msd, mad = history_scales(np.zeros(0), np.zeros(3, np.int64))
+    assert msd.shape == mad.shape == (2,) and np.isnan(msd).all() and np.isnan(mad).all()

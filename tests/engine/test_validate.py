@@ -184,6 +184,18 @@ def test_weekly_data_declared_daily_is_refused():
     assert build_panel(_set(w, "date", d), COLS, freq="D").freq == "D"
 
 
+def test_monthly_data_are_refused_with_a_reason():
+    months = np.array([f"2022-{m:02d}-01" for m in range(1, 13)] + [f"2023-{m:02d}-01" for m in range(1, 13)],
+                      dtype="datetime64[D]")
+    t = pa.table({"sku": ["A"] * 24, "location": ["L"] * 24, "date": months,
+                  "demand": np.arange(24.0)})
+    with pytest.raises(DataError, match=r"28 days or more apart and not whole weeks \(monthly data\?\)"):
+        build_panel(t)
+    with pytest.raises(DataError, match=r"'daily periods \(freq D\)' broken: all 23 steps .* 28 days "
+                                        r"or more \(monthly data\?\)"):
+        build_panel(t, freq="D")
+
+
 def test_odd_frequency_must_be_declared():
     with pytest.raises(DataError, match="smallest step between dates is 3 days"):
         build_panel(make_history(n_days=10, freq_days=3), COLS)

@@ -64,3 +64,16 @@ def test_fingerprint_ignores_destination_but_not_options():
     b = PlanConfig.build(history="h", out="y", n_workers=4)
     c = PlanConfig.build(history="h", out="x", negative="clip")
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+def test_pandas_ids_of_mixed_python_types_are_read_as_text():
+    import pandas as pd
+    import pyarrow as pa
+
+    from replenish.jobs.api import _as_source
+    df = pd.DataFrame({"sku": [101, "A-7", 101, None], "demand": [1.0, 2.0, 3.0, 4.0]})
+    t = _as_source(df, name="history")
+    assert t.schema.field("sku").type in (pa.string(), pa.large_string())
+    assert t.column("sku").to_pylist() == ["101", "A-7", "101", None]
+    with pytest.raises(TypeError, match="expected a path, pyarrow.Table, pandas or Dask"):
+        _as_source([1, 2], name="history")

@@ -71,8 +71,11 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(client, data, tmp_path_factory):
+    # price and promo as observed-only: the jobs below have no future table (training alone
+    # would keep known covariates known, and forecasting would then need their future)
     out = tmp_path_factory.mktemp("train")
-    cfg = PlanConfig(history=str(data["dir"] / "history"), out=str(out), columns=COLS,
+    cols = ColumnMap(observed=COLS.known, static=COLS.static)
+    cfg = PlanConfig(history=str(data["dir"] / "history"), out=str(out), columns=cols,
                      forecast=dict(TINY), shards=3)
     run_plan(cfg, stages=("train",), client=client)
     return out / "model"
@@ -134,7 +137,8 @@ def test_sharded_equals_single_process(client, data, trained, tmp_path):
     run_plan(_cfg(data, out, trained), stages=("forecast", "optimize"), client=client)
     # the same work in this process, on the whole table at once
     from replenish.jobs.plan import _spec
-    spec = _spec(_cfg(data, out, trained), has_future=False)  # no future: known act as observed
+    spec = _spec(_cfg(data, out, trained), has_future=False,  # no future: known act as observed
+                 stages=("forecast", "optimize"))
     panel = build_panel(data["history"], ColumnMap(**spec["columns"]))
     model = TFTForecaster.load(trained)
     q = model.predict(panel)
@@ -473,6 +477,17 @@ def test_evaluate_accuracy_and_realised_service(client, data, trained, tmp_path)
     ledger = pq.read_table(tmp_path / "ledger.parquet").to_pandas()
     assert len(ledger) == 2 and list(ledger["periods"]) == [N_SERIES * 7, N_SERIES * 2]
 
+    # the keys come back in their own types; the actuals are read in the run's periods;
+    # a pandas history works; a history of the new days only has no scale, and no crash
+    assert series.schema.field("sku").type == hist.schema.field("sku").type
+    with pytest.raises(DataError, match=r"--freq W but the run .* planned in periods of a day"):
+        evaluate_run(out, hist, columns=COLS, freq="W")
+    assert evaluate_run(out, hist.to_pandas(), columns=COLS)["rmsse"] == res["rmsse"]
+    new_only = hist.filter(pc.greater_equal(day, pa.scalar(cut.astype("datetime64[s]"))))
+    r3 = evaluate_run(out, new_only, columns=COLS)
+    assert r3["periods"] == N_SERIES * 7 and r3["rmsse"] is None
+    assert r3["series_without_scale"] == N_SERIES
+
 
 def test_echelon_placement_from_a_plan(client, data, trained, tmp_path):
     """Safety stock between one DC and the two store locations, per SKU, from a finished
@@ -522,6 +537,26 @@ def test_echelon_placement_from_a_plan(client, data, trained, tmp_path):
         assert dc_rows.loc[sku, "dc_service_time_days"] == cst[0], sku
     stores = pq.read_table(tmp_path / "ech" / "stores.parquet").to_pandas()
     assert len(stores) == N_SERIES and (stores.safety_stock >= 0).all()
+    # both tables keep the keys' own types (the plan's sku, the network's dc)
+    dct = pq.read_table(tmp_path / "ech" / "dc.parquet")
+    assert dct.schema.field("sku").type == read_output(out, "orders").schema.field("sku").type
+    assert set(dct.column("dc").to_pylist()) == {"D1"}
+
+    # a pandas network with float location ids (a CSV or a merge with gaps) of integer
+    # locations: the same placement
+    hist_int = data["history"].set_column(1, "location", pc.cast(pc.utf8_slice_codeunits(
+        data["history"].column("location"), 1), pa.int64()))
+    inv_int = data["inventory"].set_column(1, "location", pc.cast(pc.utf8_slice_codeunits(
+        data["inventory"].column("location"), 1), pa.int64()))
+    out_int = tmp_path / "plan_int"
+    run_plan(_cfg(data, out_int, trained, history=hist_int, inventory=inv_int), client=client)
+    net_f = pd.DataFrame({"location": [0.0, 1.0, np.nan], "dc": [7, 7, 8],
+                          "dc_lead_time_days": [6.0, 6.0, 3.0]})
+    r_int = place_safety_stock(out_int, net_f)
+    r_ref = place_safety_stock(out_int, net_f.iloc[:2].astype({"location": np.int64}))
+    assert r_int["stores"] == N_SERIES
+    assert r_int["holding_cost_per_day"] == r_ref["holding_cost_per_day"]
+    assert r_int["dc_table"].schema.field("dc").type == pa.int64()
 
     # every planned location needs a DC; DC values must agree within a DC
     with pytest.raises(DataError, match=r"'every planned location has a DC' broken by 1 locations"):
@@ -570,6 +605,13 @@ def test_orders_wait_for_the_dc_service_time_of_an_echelon_placement(client, dat
                 "protection_demand_mean", "expected_fill_rate"):
         np.testing.assert_allclose(a[col], b[col], rtol=1e-6, err_msg=col)
 
+    # a placement of other SKU-locations entirely (another plan's) is refused before work
+    other = stores.set_column(0, "sku", pa.array([f"X{i}" for i in range(stores.num_rows)]))
+    pq.write_table(other, tmp_path / "other.parquet")
+    with pytest.raises(DataError, match=r"none of its 16 SKU-locations is in the history"):
+        run_plan(_cfg(data, tmp_path / "other_out", trained, echelon=str(tmp_path / "other.parquet")),
+                 stages=("forecast", "optimize"), client=client)
+
     # the whole loop on the CLI: plan -> echelon -> optimize --echelon on the plan's forecasts
     net = pa.table({"location": ["L0", "L1"], "dc": ["D1", "D1"], "dc_lead_time_days": [9.0, 9.0],
                     "dc_holding_cost_rate": [2.0, 2.0]})   # DC stock dear: stores hold it
@@ -584,3 +626,33 @@ def test_orders_wait_for_the_dc_service_time_of_an_echelon_placement(client, dat
     o = _orders(tmp_path / "opt").to_pandas().merge(placed, on=["sku", "location"],
                                                      suffixes=("", "_placed"))
     np.testing.assert_allclose(o.dc_service_days, o.net_lead_time_days - o.lead_time_days_placed)
+
+
+def test_training_alone_keeps_known_covariates_and_forecasting_needs_their_future(client, data,
+                                                                                   tmp_path):
+    out = tmp_path / "train"
+    run_plan(PlanConfig(history=str(data["dir"] / "history"), out=str(out), columns=COLS,
+                        forecast=dict(TINY), shards=2), stages=("train",), client=client)
+    meta = json.loads((out / "model" / "model.json").read_text())
+    assert meta["spec"]["known"] == ["price", "promo"] and meta["spec"]["observed"] == []
+    model = str(out / "model")
+    with pytest.raises(JobError, match=r"uses the known covariates \['price', 'promo'\]: give "
+                                       r"their values for the forecast horizon with --future"):
+        run_plan(_cfg(data, tmp_path / "f1", model), stages=("forecast", "optimize"), client=client)
+    with pytest.raises(JobError, match=r"forecasts 7 periods; a horizon of 14 needs a model"):
+        run_plan(_cfg(data, tmp_path / "f2", model, forecast={"horizon": 14}),
+                 stages=("forecast",), client=client)
+    assert not (tmp_path / "f1").exists() and not (tmp_path / "f2").exists()   # nothing started
+    # with the future table it forecasts (the known values of the horizon are read)
+    hist = data["history"]
+    last = hist.column("date").to_numpy().max()
+    keys = hist.select(["sku", "location"]).group_by(["sku", "location"]).aggregate([])
+    n, h = keys.num_rows, TINY["horizon"]
+    fut = pa.table({"sku": np.repeat(keys.column("sku").to_numpy(zero_copy_only=False), h),
+                    "location": np.repeat(keys.column("location").to_numpy(zero_copy_only=False), h),
+                    "date": np.tile(last + np.arange(1, h + 1), n).astype("datetime64[D]"),
+                    "price": np.full(n * h, 1.5), "promo": np.zeros(n * h, np.int8)})
+    res = run_plan(_cfg(data, tmp_path / "f3", model, future=fut), stages=("forecast", "optimize"),
+                   client=client)
+    assert res["series"] == N_SERIES and _orders(tmp_path / "f3").num_rows == N_SERIES
+    assert read_manifest(tmp_path / "f3")["summary"]["freq"] == "D"
