@@ -409,6 +409,23 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
             report["trailing_filled"] = trailing
             log.info("%d periods after %d series' last rows, up to %s, filled with zero demand",
                      trailing, int((common > lengths).sum()), end_day)
+            # A location none of whose series has a row in its last periods looks like a late
+            # feed rather than no sales: named, so that the zeros are not taken for demand.
+            lag = common - lengths
+            loc_code = np.unique(loc, return_inverse=True)[1].reshape(-1)
+            n_loc = int(loc_code.max()) + 1
+            min_lag = np.full(n_loc, np.iinfo(np.int64).max)
+            np.minimum.at(min_lag, loc_code, lag)
+            quiet = np.flatnonzero(min_lag > 0)
+            if len(quiet):
+                one = np.zeros(n_loc, np.int64)
+                one[loc_code[::-1]] = np.arange(len(loc_code))[::-1]   # a series of each
+                report["locations_without_recent_rows"] = int(len(quiet))
+                log.warning("%d location(s) have no row in the last period(s) of the history "
+                            "(e.g. %s); their series were extended with zero demand: if their "
+                            "feeds are late, rerun once they are in, or use --no-align-end",
+                            len(quiet), ", ".join(f"{loc[one[i]]!r}: {int(min_lag[i])} periods"
+                                                  for i in quiet[:3]))
             lengths = common
     indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     rows = indptr[sid] + pos

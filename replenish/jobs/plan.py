@@ -545,7 +545,7 @@ def _summarize(out: Path, manifest: dict, seconds: float) -> dict[str, Any]:
         for k, v in r.items():
             if k in ("gaps_filled", "trailing_filled", "negative_clipped", "missing_demand_zeroed",
                      "duplicates_summed", "future_known_filled", "echelon_missing",
-                     "protection_beyond_horizon"):
+                     "protection_beyond_horizon", "locations_without_recent_rows"):
                 repairs[k] = repairs.get(k, 0) + int(v)
             elif k in ("covariates_filled", "static_missing", "inventory_defaulted"):
                 prefix = {"covariates_filled": "filled", "static_missing": "static_missing",

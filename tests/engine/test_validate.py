@@ -111,7 +111,7 @@ def test_gaps_filled_with_zero_and_counted(history):
     assert p.known[5, 0] == pytest.approx(history.column("price")[4].as_py())
 
 
-def test_series_without_recent_rows_extend_to_the_common_end(history):
+def test_series_without_recent_rows_extend_to_the_common_end(history, caplog):
     # history: 4 series x 30 days from 2024-01-01; drop the last 5 rows of series 1 and the
     # last 12 of series 3 (no sales reported since), plus one row inside series 0 (a gap)
     n_days = 30
@@ -126,6 +126,10 @@ def test_series_without_recent_rows_extend_to_the_common_end(history):
     assert p.lengths.tolist() == [30] * 4
     assert (p.end == np.datetime64("2024-01-30")).all()
     assert p.report["trailing_filled"] == 5 + 12 and p.report["gaps_filled"] == 1
+    # location L1 (series 1 and 3) has no row in its last 5 days: a late feed? named
+    assert p.report["locations_without_recent_rows"] == 1
+    assert "1 location(s) have no row in the last period(s) of the history (e.g. 'L1': 5 " \
+           "periods)" in caplog.text
     np.testing.assert_array_equal(p.demand[p.indptr[1] + 25: p.indptr[2]], 0)
     np.testing.assert_array_equal(p.demand[p.indptr[3] + 18:], 0)
     np.testing.assert_array_equal(p.demand[p.indptr[1]: p.indptr[1] + 25], own.demand[own.indptr[1]: own.indptr[2]])
