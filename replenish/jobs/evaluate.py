@@ -262,6 +262,8 @@ def _append_ledger(path: Path, summary: dict[str, Any]) -> None:
     row = {k: v for k, v in summary.items() if not isinstance(v, dict)}
     row.update({f"interval_{k}": v for k, v in summary["interval"].items()})
     row.update({f"service_{k}": v for k, v in summary.get("service", {}).items()})
+    # the share of actuals at or below each quantile level: one column per level
+    row.update({f"calibration_q{k}": v for k, v in summary.get("calibration", {}).items()})
     new = pa.Table.from_pylist([row])
     if path.exists():
         old = pq.read_table(path)

@@ -476,6 +476,7 @@ def test_evaluate_accuracy_and_realised_service(client, data, trained, tmp_path)
     assert s2["service"]["not_yet_due"] == long and s2["service"]["series_due"] == N_SERIES - long
     ledger = pq.read_table(tmp_path / "ledger.parquet").to_pandas()
     assert len(ledger) == 2 and list(ledger["periods"]) == [N_SERIES * 7, N_SERIES * 2]
+    assert [ledger[f"calibration_q{lv:g}"].iloc[0] for lv in levels] == pytest.approx(cal)
 
     # the keys come back in their own types; the actuals are read in the run's periods;
     # a pandas history works; a history of the new days only has no scale, and no crash
