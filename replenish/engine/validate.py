@@ -606,8 +606,11 @@ def _inventory_keys(inventory: pa.Table, columns: ColumnMap) -> tuple[str, str]:
     required = [sc, lc] + [k for k, (d, _) in INVENTORY_COLUMNS.items() if d is None]
     missing = [c for c in required if c not in inventory.column_names]
     if missing:
+        hint = "" if not set(missing) & {sc, lc} else \
+            " (its key columns are named as the history's, or sku/location: map them with " \
+            "--sku-col/--location-col)"
         raise DataError(f"inventory: required column(s) {missing} missing; it has "
-                        f"{inventory.column_names}")
+                        f"{inventory.column_names}{hint}")
     return sc, lc
 
 

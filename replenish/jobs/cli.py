@@ -1,4 +1,4 @@
-"""The ``replenish`` command line: plan, train, forecast, optimize, synth, demo.
+"""The ``replenish`` command line: plan, train, forecast, optimize, evaluate, echelon, synth, demo.
 
 Every job option can also come from a TOML file (``--config``, see
 :mod:`replenish.jobs.config`); flags given on the command line win.
@@ -15,7 +15,10 @@ from typing import Any, Sequence
 __all__ = ["main"]
 
 
-def _job_parser(sub, name: str, help: str, inventory: bool = True) -> argparse.ArgumentParser:
+def _job_parser(sub, name: str, help: str, inventory: bool = True,
+                model: str = "all") -> argparse.ArgumentParser:
+    """The options of a job; ``model``: "all" (train or use a model), "use" (only --model,
+    --horizon), "none" (no model options)."""
     p = sub.add_parser(name, help=help, description=help)
     g = p.add_argument_group("inputs and outputs")
     g.add_argument("--history", help="demand history: Parquet/CSV file, folder, hive dataset or URL")
@@ -25,7 +28,8 @@ def _job_parser(sub, name: str, help: str, inventory: bool = True) -> argparse.A
     g.add_argument("--out", help="output folder")
     g.add_argument("--config", help="TOML config file (flags override it)")
     g.add_argument("--overwrite", action="store_true",
-                   help="replace another job's results in --out instead of refusing")
+                   help="replace another job's results in --out instead of refusing (a "
+                        "non-empty folder that holds no job is always refused)")
     c = p.add_argument_group("column mapping (defaults: sku, location, date, demand)")
     for role in ("sku", "location", "date", "demand"):
         c.add_argument(f"--{role}-col", dest=f"{role}_col", help=f"name of the {role} column")
@@ -48,12 +52,17 @@ def _job_parser(sub, name: str, help: str, inventory: bool = True) -> argparse.A
     d.add_argument("--no-align-end", dest="align_end", action="store_const", const=False,
                    help="keep each series' own last date instead of extending series without "
                         "recent rows to the history's latest date with zero demand")
-    m = p.add_argument_group("model")
-    m.add_argument("--horizon", type=int, help="forecast horizon, periods (default 28)")
-    m.add_argument("--model", help="use this saved model instead of training one")
-    m.add_argument("--init-from", dest="init_from", help="fine-tune starting from this saved model")
-    m.add_argument("--train-series", dest="train_series", type=int,
-                   help="train on at most this many series (default 20000)")
+    if model != "none":
+        m = p.add_argument_group("model")
+        m.add_argument("--horizon", type=int, help="forecast horizon, periods (default 28 for "
+                       "daily, 12 for weekly data; with --model: the model's)")
+        if name != "train":
+            m.add_argument("--model", help="use this saved model instead of training one")
+        if model == "all":
+            m.add_argument("--init-from", dest="init_from",
+                           help="fine-tune starting from this saved model")
+            m.add_argument("--train-series", dest="train_series", type=int,
+                           help="train on at most this many series (default 20000)")
     if inventory:
         o = p.add_argument_group("policy")
         o.add_argument("--target", choices=["csl", "fill_rate", "cost"],
@@ -63,7 +72,8 @@ def _job_parser(sub, name: str, help: str, inventory: bool = True) -> argparse.A
         o.add_argument("--n-samples", dest="n_samples", type=int, help="Monte Carlo samples per item")
         o.add_argument("--echelon", help="output of `replenish echelon` (its folder or "
                        "stores.parquet): each store's lead time grows by its DC's service time")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="seed of the training-series sample and of the "
+                   "Monte Carlo draws (the network's own: [forecast] seed)")
     k = p.add_argument_group("cluster")
     k.add_argument("--scheduler", help="address of an existing Dask scheduler (default: embedded cluster)")
     k.add_argument("--n-workers", dest="n_workers", type=int, help="workers of the embedded cluster")
@@ -78,20 +88,22 @@ def _build_parser() -> argparse.ArgumentParser:
     _job_parser(sub, "plan", "train, forecast and compute order recommendations")
     _job_parser(sub, "train", "train the global forecasting model (writes OUT/model)", inventory=False)
     _job_parser(sub, "forecast", "forecast quantiles with a saved model (writes OUT/forecasts)",
-                inventory=False)
+                inventory=False, model="use")
     op = _job_parser(sub, "optimize", "order recommendations from a forecast job's output "
-                     "(writes OUT/orders)")
+                     "(writes OUT/orders)", model="none")
     op.add_argument("--forecasts", help="forecasts dataset written by `replenish forecast`")
     s = sub.add_parser("synth", help="write a synthetic data set (history/ and inventory.parquet)")
     s.add_argument("--series", type=int, required=True)
-    s.add_argument("--days", type=int, default=730, help="periods per series")
+    s.add_argument("--days", type=int, default=730,
+                   help="days of history per series (weekly: days // 7 weeks)")
     s.add_argument("--freq", choices=["D", "W"], default="D")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True)
     ev = sub.add_parser("evaluate", help="forecast accuracy and realised service of a finished "
                         "plan, against the history as it is now (writes EVAL/summary.json)")
     ev.add_argument("--run", required=True, help="output folder of a finished plan job")
-    ev.add_argument("--history", help="demand history including the periods after the plan")
+    ev.add_argument("--history", required=True,
+                    help="demand history including the periods after the plan")
     ev.add_argument("--out", required=True, help="folder for series.parquet and summary.json")
     ev.add_argument("--ledger", help="Parquet file the summary is appended to (accuracy over time)")
     ev.add_argument("--config", help="TOML config file (its [data] and [columns] sections)")
@@ -181,11 +193,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def print_summary(summary: dict[str, Any]) -> None:
     out = Path(summary["out"])
-    print(f"done in {summary['seconds']:.0f} s: {summary['series']} SKU-locations, "
-          f"{summary['shards']} shards")
-    for name in ("forecasts", "orders", "model"):
+    if summary["series"] == 0 and summary.get("trained_series"):   # the train job
+        print(f"done in {summary['seconds']:.0f} s: model trained on "
+              f"{summary['trained_series']} series")
+    else:
+        print(f"done in {summary['seconds']:.0f} s: {summary['series']} SKU-locations, "
+              f"{summary['shards']} shards")
+    for name in ("forecasts", "orders"):
         if (out / name).exists():
             print(f"  {name:10s} {out / name}")
+    if summary.get("model"):
+        print(f"  {'model':10s} {summary['model']}")
     if "orders_today" in summary:
         print(f"  orders to place today: {summary['orders_today']} "
               f"({summary['units_to_order']:.0f} units, value {summary['order_value']:.2f})")

@@ -76,6 +76,25 @@ def load_toml(path: str | Path | None) -> dict[str, Any]:
     return cfg
 
 
+_POLICY_KEYS = {"target", "method", "n_samples", "seed"}
+
+
+def _check_keys(toml: dict[str, Any], plan_fields: set[str]) -> None:
+    """Unknown keys inside a section are an error too (a typo would silently fall back to a
+    default)."""
+    from dataclasses import fields as dc_fields
+    allowed: dict[str, set[str]] = {
+        "data": plan_fields, "cluster": plan_fields, "policy": _POLICY_KEYS,
+        "columns": {k for f in dc_fields(ColumnMap) for k in (f.name, f"{f.name}_col",
+                                                               f"{f.name}_cols")}}
+    # [forecast] keys are checked by the job (against ForecastConfig), for the API too
+    for section, keys in allowed.items():
+        unknown = sorted(set(toml.get(section, {})) - keys)
+        if unknown:
+            raise ValueError(f"config: unknown key(s) {unknown} in [{section}]; known: "
+                             f"{sorted(keys)}")
+
+
 @dataclass
 class PlanConfig:
     """Everything a plan/train/forecast/optimize job needs. Paths may be URLs."""
@@ -111,11 +130,12 @@ class PlanConfig:
     def build(cls, toml: dict[str, Any] | None = None, **flags: Any) -> "PlanConfig":
         """Merge a parsed TOML dict and CLI flags (None means 'not given')."""
         toml = toml or {}
+        _check_keys(toml, set(cls.__dataclass_fields__))
         kw: dict[str, Any] = {}
         data = dict(toml.get("data", {}))
         kw.update({k: v for k, v in data.items() if k in cls.__dataclass_fields__})
         pol = toml.get("policy", {})
-        kw.update({k: v for k, v in pol.items() if k in ("target", "method", "n_samples", "seed")})
+        kw.update({k: v for k, v in pol.items() if k in _POLICY_KEYS})
         cl = toml.get("cluster", {})
         kw.update({k: v for k, v in cl.items() if k in cls.__dataclass_fields__})
         kw["forecast"] = dict(toml.get("forecast", {}))

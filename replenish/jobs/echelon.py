@@ -83,7 +83,7 @@ def place_safety_stock(run: str | Path, network: Any, out: str | Path | None = N
     import pandas as pd
 
     from .api import _as_source
-    from .plan import read_output, run_freq
+    from .plan import read_output, run_forecasts, run_freq
 
     t0 = time.perf_counter()
     run = Path(run)
@@ -116,7 +116,7 @@ def place_safety_stock(run: str | Path, network: Any, out: str | Path | None = N
         if varies:
             raise DataError(f"network: column '{c}': rule 'one value per DC' broken by {varies} DCs")
 
-    fc = read_output(run, "forecasts")
+    fc = run_forecasts(run)
     step = FREQ_STEP_DAYS[run_freq(run, fc)]     # 1: daily, 7: weekly
     levels, q, keys, _, _ = forecast_blocks(fc, step)
     if np.isnan(q).any():

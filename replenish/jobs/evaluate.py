@@ -74,13 +74,13 @@ def evaluate_run(run: str | Path, history: Any, out: str | Path | None = None, *
         The summary, plus ``"series_table"``: the per-SKU-location pyarrow Table.
     """
     from .api import _as_source
-    from .plan import read_output, run_freq
+    from .plan import read_output, run_forecasts, run_freq
 
     t0 = time.perf_counter()
     run = Path(run)
     if not (run / "_SUCCESS").exists():
         raise DataError(f"evaluate: {run} holds no finished job (no _SUCCESS marker)")
-    fc = read_output(run, "forecasts")
+    fc = run_forecasts(run)
     orders = read_output(run, "orders") if (run / "orders").exists() else None
     planned = run_freq(run, fc)   # the actuals are read in the run's periods
     if freq is not None and freq != planned:

@@ -37,7 +37,7 @@ from ._tasks import optimize_shard_task, plan_shard_task, train_task
 from .cluster import connect
 from .config import PlanConfig
 
-__all__ = ["run_plan", "JobError", "read_manifest", "read_output", "run_freq"]
+__all__ = ["run_plan", "JobError", "read_manifest", "read_output", "run_forecasts", "run_freq"]
 
 log = logging.getLogger("replenish")
 
@@ -49,6 +49,24 @@ class JobError(RuntimeError):
 def read_manifest(out: str | Path) -> dict[str, Any]:
     p = Path(out) / "manifest.json"
     return json.loads(p.read_text()) if p.exists() else {}
+
+
+def run_forecasts(out: str | Path) -> pa.Table:
+    """The forecasts a finished job planned from: its own, or for an ``optimize`` job those
+    it read (``--forecasts``, as recorded in its manifest)."""
+    out = Path(out)
+    if (out / "forecasts").exists():
+        return read_output(out, "forecasts")
+    src = (read_manifest(out).get("config") or {}).get("forecasts")
+    if isinstance(src, str) and "://" not in src and Path(src).exists():
+        p = Path(src)
+        if (p / "forecasts").exists():
+            return read_output(p, "forecasts")
+        if p.name == "forecasts":
+            return read_output(p.parent, "forecasts")
+    raise DataError(f"{out} holds no forecasts, and the forecasts it was planned from "
+                    f"({src}) are not a readable job output; give the plan or forecast job's "
+                    f"folder")
 
 
 def run_freq(out: str | Path, forecasts: pa.Table | None = None) -> str:
@@ -363,6 +381,14 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
         raise ValueError("optimizing needs an inventory state (--inventory)")
     if cfg.echelon is not None and "optimize" not in stages:
         raise ValueError("--echelon changes the orders: it needs the optimize stage (plan or optimize)")
+    if cfg.forecast:
+        from dataclasses import fields as dc_fields
+
+        from ..engine.forecast import ForecastConfig
+        unknown = sorted(set(cfg.forecast) - {f.name for f in dc_fields(ForecastConfig)})
+        if unknown:
+            raise ValueError(f"forecast settings: unknown key(s) {unknown} (the fields of "
+                             f"replenish.engine.forecast.ForecastConfig)")
     model_meta = _check_saved_model(cfg) if cfg.model and "forecast" in stages else None
     out = Path(cfg.out)
     fp = cfg.fingerprint() + "-" + _inputs_signature(cfg) + "-" + "+".join(stages)
@@ -379,8 +405,12 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
                            f"{manifest.get('fingerprint')}); choose another --out or pass --overwrite")
         manifest = {}
     if not manifest:
-        for sub in ("forecasts", "orders", "_work", "_SUCCESS"):
+        # a fresh start: another job's outputs go, its model too unless this job reads it
+        reads = {Path(p).resolve() for p in (cfg.model, cfg.init_from) if p}
+        for sub in ("forecasts", "orders", "_work", "_SUCCESS", "model"):
             p = out / sub
+            if sub == "model" and p.resolve() in reads:
+                continue
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     (out / "_SUCCESS").unlink(missing_ok=True)
@@ -523,8 +553,11 @@ def _summarize(out: Path, manifest: dict, seconds: float) -> dict[str, Any]:
     series = sum(r.get("series", 0) for r in manifest["shards"].values())
     freqs = sorted({r["report"]["freq"] for r in manifest["shards"].values()
                     if r.get("report", {}).get("freq")})
+    config_model = (manifest.get("config") or {}).get("model")
     s: dict[str, Any] = {"out": str(out), "series": series, "shards": manifest["n_shards"],
                          "freq": freqs[0] if len(freqs) == 1 else None,
+                         "trained_series": (manifest.get("model") or {}).get("series"),
+                         "model": str(out / "model") if manifest.get("model") else config_model,
                          "seconds": round(seconds, 1), "timings": manifest.get("timings", {})}
     orders_dir = out / "orders"
     if orders_dir.exists() and any(orders_dir.rglob("*.parquet")):

@@ -77,3 +77,20 @@ def test_pandas_ids_of_mixed_python_types_are_read_as_text():
     assert t.column("sku").to_pylist() == ["101", "A-7", "101", None]
     with pytest.raises(TypeError, match="expected a path, pyarrow.Table, pandas or Dask"):
         _as_source([1, 2], name="history")
+
+
+@pytest.mark.parametrize("section,key", [("data", "histroy"), ("policy", "targt"),
+                                         ("cluster", "n_worker"), ("columns", "skus")])
+def test_misspelled_keys_in_a_section_are_errors(tmp_path, section, key):
+    (tmp_path / "c.toml").write_text(f"[{section}]\n{key} = 1\n")
+    with pytest.raises(ValueError, match=rf"unknown key\(s\) \['{key}'\] in \[{section}\]"):
+        PlanConfig.build(load_toml(tmp_path / "c.toml"))
+
+
+def test_misspelled_forecast_setting_fails_before_any_work(tmp_path):
+    from replenish.jobs.plan import run_plan
+    cfg = PlanConfig(history=str(tmp_path / "h.parquet"), out=str(tmp_path / "o"),
+                     forecast={"max_step": 20})
+    with pytest.raises(ValueError, match=r"forecast settings: unknown key\(s\) \['max_step'\]"):
+        run_plan(cfg, stages=("train",))
+    assert not (tmp_path / "o").exists()

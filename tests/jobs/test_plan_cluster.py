@@ -627,6 +627,12 @@ def test_orders_wait_for_the_dc_service_time_of_an_echelon_placement(client, dat
     o = _orders(tmp_path / "opt").to_pandas().merge(placed, on=["sku", "location"],
                                                      suffixes=("", "_placed"))
     np.testing.assert_allclose(o.dc_service_days, o.net_lead_time_days - o.lead_time_days_placed)
+    # an optimize job's folder has no forecasts of its own: evaluate and echelon read those it
+    # planned from
+    from replenish.jobs.evaluate import evaluate_run
+    ev = evaluate_run(tmp_path / "opt", data["history"], columns=COLS)
+    assert ev["series"] == N_SERIES and ev["service"]["series_due"] == 0   # nothing due yet
+    assert place_safety_stock(tmp_path / "opt", net)["stores"] == N_SERIES
 
 
 def test_training_alone_keeps_known_covariates_and_forecasting_needs_their_future(client, data,
