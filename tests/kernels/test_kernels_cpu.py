@@ -52,9 +52,11 @@ def test_period_summary_matches_numpy(seed, dtype, n_q):
     assert m1.dtype == v1.dtype == d1.dtype == dtype and m1.shape == q.shape[:2]
     # float64: the fused variance (a sum of squares) and NumPy's (a difference) round differently
     tol = dict(rtol=2e-5, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-8, atol=1e-9)
-    scale = q[..., -1] - q[..., 0] + 1  # variance error is relative to the spread, not to the variance
+    # variance and median errors are relative to the spread (the median of a clipped tail is
+    # interpolated between quantiles far apart), not to their own size
+    scale = q[..., -1] - q[..., 0] + 1
     np.testing.assert_allclose(m1, m2, **tol)
-    np.testing.assert_allclose(d1, d2, **tol)
+    np.testing.assert_allclose(d1 / scale, d2 / scale, **tol)
     np.testing.assert_allclose(v1 / scale**2, v2 / scale**2, **tol)
     assert np.all(v1 >= 0)
     assert np.all(v1[: 97 // 4] == 0)  # constant and zero demand: exactly no variance
