@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ import numpy as np
 import torch
 
 from . import _calibration, _features, _sampler, _tft
+from ._config import ForecastConfig
 from .panel import Panel
 
 __all__ = ["ForecastConfig", "TFTForecaster"]
@@ -52,108 +52,6 @@ log = logging.getLogger("replenish")
 _MODEL_FIELDS = ("horizon", "encoder_length", "quantiles", "hidden_size",
                  "hidden_continuous_size", "attention_heads", "dropout", "lstm_layers",
                  "target_transform")
-
-
-@dataclass
-class ForecastConfig:
-    """Settings of the forecaster (JSON-serialisable).
-
-    Attributes
-    ----------
-    horizon : int
-        Periods forecast after each series' last period.
-    encoder_length : int
-        Periods of history the model looks at.
-    quantiles : tuple of float
-        Quantile levels in (0, 1), increasing; the default reaches the 1% and 99% tails.
-    hidden_size, hidden_continuous_size, attention_heads, lstm_layers, dropout
-        TFT architecture.
-    target_transform : {None, "log1p", "softplus", "relu"}
-        Transformation inside the per-window EncoderNormalizer.
-    learning_rate, batch_size, max_steps
-        Adam learning rate (cosine decay to 10%), windows per step, steps.
-    time_budget_s : float or None
-        Training wall-clock limit, seconds (stopping on it is not reproducible).
-    val_every, patience
-        Validate every ``val_every`` steps; stop after ``patience`` validations without
-        improvement. The validation windows are the last ``horizon`` periods of each series
-        (``validation=True``), held out from training.
-    validation : bool
-        Hold out the last horizon for validation and early stopping.
-    calibrate : bool
-        After training, recalibrate the quantile levels on the held-out last horizon (see
-        :mod:`replenish.engine._calibration`): forecasts are read at the levels where they
-        were right as often as their nominal level says. Needs ``validation``. Off by
-        default: on the bakery validation window the trained model was already calibrated
-        (90.6% of actuals inside its 90% interval) and recalibration did not lower the SPL.
-    short_fraction : float
-        Share of training batches with random encoder lengths (teaches short histories).
-    grad_clip : float
-        Gradient norm clip (0: off).
-    loss_floor : float or None
-        None: pinball loss in units of demand; a number f: each window's loss divided by its
-        mean absolute demand + f (scale-free, so large series do not dominate).
-    seed : int
-        Seed of window sampling, initialisation and dropout.
-    device : {"auto", "cpu", "cuda"}
-    compile : {"auto", True, False}
-        ``torch.compile`` the fixed-length forward ("auto": on CUDA only).
-    precision : {"auto", "32", "bf16"}
-        "auto": bf16 autocast on CUDA, float32 on CPU.
-    predict_batch_size : int
-        Series per prediction batch (0: 256 on CPU, where a batch's activations then stay in
-        the caches (1.5x the series/s of 1024 on the 2-core dev machine); 8192 on CUDA).
-    fit_sample_series, val_series : int
-        Series in the dataset used to fit encoders; maximum validation series.
-    """
-
-    horizon: int = 28
-    encoder_length: int = 112
-    quantiles: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
-    hidden_size: int = 32
-    hidden_continuous_size: int = 16
-    attention_heads: int = 4
-    lstm_layers: int = 1
-    dropout: float = 0.1
-    target_transform: str | None = None
-    learning_rate: float = 3e-3
-    batch_size: int = 128
-    max_steps: int = 700
-    time_budget_s: float | None = None
-    val_every: int = 100
-    patience: int = 4
-    validation: bool = True
-    calibrate: bool = False
-    short_fraction: float = 0.1
-    grad_clip: float = 1.0
-    loss_floor: float | None = None
-    seed: int = 0
-    device: str = "auto"
-    compile: Any = "auto"
-    precision: str = "auto"
-    predict_batch_size: int = 0
-    fit_sample_series: int = 256
-    val_series: int = 4096
-
-    def __post_init__(self) -> None:
-        self.quantiles = tuple(float(q) for q in self.quantiles)
-        q = np.asarray(self.quantiles)
-        if len(q) == 0 or np.any((q <= 0) | (q >= 1)) or np.any(np.diff(q) <= 0):
-            raise ValueError(f"quantiles must be increasing levels in (0, 1), got {self.quantiles}")
-        if self.horizon < 1 or self.encoder_length < 2:
-            raise ValueError("horizon must be >= 1 and encoder_length >= 2 periods")
-        if self.target_transform not in (None, "log1p", "softplus", "relu"):
-            raise ValueError(f"target_transform {self.target_transform!r} not supported")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["quantiles"] = list(self.quantiles)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ForecastConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 class TFTForecaster:

@@ -519,16 +519,26 @@ def _fill_covariates(cov: np.ndarray, indptr: np.ndarray, names: tuple[str, ...]
     return counts
 
 
+def key_text(values: Any) -> np.ndarray:
+    """Ids as text (object array), by pyarrow's cast as the hash shards do (``jobs._sharding``):
+    7, "7" and 7.0 are all "7" (float ids come from CSV files and pandas merges)."""
+    a = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values)
+    if isinstance(a, pa.ChunkedArray):
+        a = a.combine_chunks()
+    if pa.types.is_dictionary(a.type):
+        a = a.cast(a.type.value_type)
+    return pc.cast(a, pa.string()).to_numpy(zero_copy_only=False).astype(object)
+
+
 def _match_keys(panel: Panel, sku: pa.ChunkedArray, location: pa.ChunkedArray) -> np.ndarray:
     """Series index of each (sku, location) row, -1 when not in the panel.
 
-    Keys compare as text, so an inventory file with integer ids matches a history with the
-    same ids stored as strings (and the hash shards agree, see ``jobs._sharding``).
+    Keys compare as text (:func:`key_text`), so an inventory file with integer ids matches a
+    history with the same ids stored as strings (and the hash shards agree).
     """
     import pandas as pd
-    pk = pd.MultiIndex.from_arrays([pd.Index(panel.sku).astype(str), pd.Index(panel.location).astype(str)])
-    rows = pd.MultiIndex.from_arrays([pd.Index(sku.to_numpy()).astype(str),
-                                      pd.Index(location.to_numpy()).astype(str)])
+    pk = pd.MultiIndex.from_arrays([key_text(panel.sku), key_text(panel.location)])
+    rows = pd.MultiIndex.from_arrays([key_text(sku), key_text(location)])
     return pk.get_indexer(rows).astype(np.int64)
 
 
@@ -666,11 +676,18 @@ def check_inventory_rows(inventory: pa.Table, columns: ColumnMap = ColumnMap(),
     _inventory_values(_plain(inventory), defaults)
 
 
+def examples_text(pairs: list[tuple[Any, Any]], total: int) -> str:
+    """' (e.g. (sku, location), ...)' naming ``pairs``, of ``total`` keys in all ('' if none)."""
+    if not pairs:
+        return ""
+    more = ", ..." if total > len(pairs) else ""
+    return f" (e.g. {', '.join(f'({s!r}, {l!r})' for s, l in pairs)}{more})"
+
+
 def _examples(sku: Any, location: Any, idx: np.ndarray, k: int = 3) -> str:
-    """' (e.g. (sku, location), ...)' for the first ``k`` of the positions ``idx``."""
+    """:func:`examples_text` for the first ``k`` of the positions ``idx``."""
     sku, location = np.asarray(sku), np.asarray(location)
-    pairs = ", ".join(f"({sku[i]!r}, {location[i]!r})" for i in idx[:k])
-    return f" (e.g. {pairs}{', ...' if len(idx) > k else ''})"
+    return examples_text([(sku[i], location[i]) for i in idx[:k]], len(idx))
 
 
 def validate_inventory(inventory: pa.Table, panel: Panel, columns: ColumnMap = ColumnMap(),

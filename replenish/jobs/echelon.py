@@ -39,6 +39,7 @@ import pyarrow as pa
 from ..engine.contract import DataError
 from ..engine.io import read_table, write_parquet_atomic
 from ..engine.panel import FREQ_STEP_DAYS
+from ..engine.validate import key_text
 from ..kernels import daily_moments, two_echelon_placement
 from .evaluate import forecast_blocks
 
@@ -48,17 +49,6 @@ log = logging.getLogger("replenish")
 
 _DC_COLUMNS = {"dc_lead_time_days": None, "dc_inbound_service_days": 0.0,
                "dc_service_level": np.nan, "dc_holding_cost_rate": np.nan}
-
-
-def _id_text(ids: Any) -> Any:
-    """Ids as text, a whole float as its integer (1.0 -> "1": float ids come from CSV files
-    and from pandas merges with missing values)."""
-    import pandas as pd
-    ids = pd.Series(ids)
-    if ids.dtype.kind == "f":
-        whole = ids.notna() & (ids == ids.round())
-        return ids.astype(object).where(~whole, ids.where(whole, 0).astype(np.int64)).astype(str)
-    return ids.astype(str)
 
 
 def place_safety_stock(run: str | Path, network: Any, out: str | Path | None = None
@@ -96,7 +86,7 @@ def place_safety_stock(run: str | Path, network: Any, out: str | Path | None = N
     if missing:
         raise DataError(f"network: required column(s) {missing} missing; it has {net.column_names}")
     nt = net.to_pandas()
-    nt["location"] = _id_text(nt["location"])
+    nt["location"] = key_text(net.column("location"))
     nulls = int(nt["dc"].isna().sum())
     if nulls:
         raise DataError(f"network: column 'dc': rule 'must not be missing' broken by {nulls} rows")
@@ -128,13 +118,14 @@ def place_safety_stock(run: str | Path, network: Any, out: str | Path | None = N
     store_std = np.sqrt(np.asarray(var).mean(1) / step)
 
     o = orders.to_pandas()
-    okeys = pd.MultiIndex.from_arrays([o["sku"].astype(str), _id_text(o["location"])])
+    okeys = pd.MultiIndex.from_arrays([key_text(orders.column("sku")),
+                                       key_text(orders.column("location"))])
     at = okeys.get_indexer(keys)
     if (at < 0).any():
         raise DataError(f"echelon: {int((at < 0).sum())} forecast SKU-locations have no order row "
                         f"in {run}/orders")
     o = o.iloc[at].reset_index(drop=True)
-    loc = _id_text(o["location"])
+    loc = key_text(orders.column("location"))[at]
     row = pd.Index(nt["location"]).get_indexer(loc)
     if (row < 0).any():
         lost = sorted(set(loc[row < 0]))

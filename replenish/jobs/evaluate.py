@@ -42,7 +42,7 @@ from ..engine.contract import ColumnMap, DataError
 from ..engine.io import read_table, write_parquet_atomic
 from ..engine.metrics import history_scales, pinball
 from ..engine.panel import FREQ_STEP_DAYS, _ranges
-from ..engine.validate import _match_keys, build_panel
+from ..engine.validate import _match_keys, build_panel, key_text
 
 __all__ = ["evaluate_run", "forecast_blocks"]
 
@@ -158,8 +158,8 @@ def evaluate_run(run: str | Path, history: Any, out: str | Path | None = None, *
     if orders is not None:
         svc, cols_svc = _service(orders, panel, step)
         summary["service"] = svc
-        okeys = pd.MultiIndex.from_arrays([pd.Index(orders.column("sku").to_numpy()).astype(str),
-                                           pd.Index(orders.column("location").to_numpy()).astype(str)])
+        okeys = pd.MultiIndex.from_arrays([key_text(orders.column("sku")),
+                                           key_text(orders.column("location"))])
         at = okeys.get_indexer(uniq)
         for name, v in cols_svc.items():
             series[name] = np.where(at >= 0, v[np.clip(at, 0, None)], np.nan) \
@@ -200,8 +200,7 @@ def forecast_blocks(fc: pa.Table, step: int):
     levels = np.array([float(c[1:]) for c in qcols])
     order = np.argsort(levels)
     levels, qcols = levels[order], [qcols[i] for i in order]
-    keys = pd.MultiIndex.from_arrays([pd.Index(fc.column("sku").to_numpy()).astype(str),
-                                      pd.Index(fc.column("location").to_numpy()).astype(str)])
+    keys = pd.MultiIndex.from_arrays([key_text(fc.column("sku")), key_text(fc.column("location"))])
     code, uniq = pd.factorize(keys)
     k = len(uniq)
     day = fc.column("date").to_numpy().astype("datetime64[D]").astype(np.int64)

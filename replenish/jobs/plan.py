@@ -31,7 +31,8 @@ import pyarrow as pa
 
 from ..engine.contract import DataError, InventoryDefaults
 from ..engine.io import open_dataset
-from ..engine.validate import check_inventory_rows, check_rows
+from ..engine.validate import (check_inventory_rows, check_rows, examples_text, infer_freq,
+                               key_text)
 from . import _sharding
 from ._tasks import optimize_shard_task, plan_shard_task, train_task
 from .cluster import connect
@@ -83,12 +84,11 @@ def run_freq(out: str | Path, forecasts: pa.Table | None = None) -> str:
     if forecasts is None:
         forecasts = read_output(out, "forecasts", columns=["sku", "location", "date"])
     import pandas as pd
-    f = pd.DataFrame({"k": forecasts.column("sku").to_numpy().astype(str).astype(object)
-                      + "\x1f" + forecasts.column("location").to_numpy().astype(str).astype(object),
-                      "d": forecasts.column("date").to_numpy().astype("datetime64[D]")})
-    steps = f.sort_values(["k", "d"]).groupby("k")["d"].diff().dropna().dt.days
-    steps = steps[steps > 0]
-    return "W" if len(steps) and steps.min() % 7 == 0 else "D"
+    series = pd.factorize(pd.MultiIndex.from_arrays([key_text(forecasts.column("sku")),
+                                                     key_text(forecasts.column("location"))]))[0]
+    days = forecasts.column("date").to_numpy().astype("datetime64[D]")
+    order = np.lexsort((days, series))
+    return infer_freq(series[order], days[order])
 
 
 def read_output(out: str | Path, name: str = "orders", columns: list[str] | None = None) -> pa.Table:
@@ -334,9 +334,7 @@ def _match_inventory(main: str, main_pairs, inv_pairs, examples=None) -> None:
     per shard on the actual keys.
     """
     def named(name: str, hashes: np.ndarray) -> str:
-        got = examples(name, hashes) if examples is not None else []
-        more = ", ..." if len(hashes) > len(got) else ""
-        return f" (e.g. {', '.join(repr(p) for p in got)}{more})" if got else ""
+        return examples_text(examples(name, hashes) if examples is not None else [], len(hashes))
 
     series = np.unique(main_pairs)
     inv, counts = np.unique(inv_pairs, return_counts=True)
@@ -384,7 +382,7 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
     if cfg.forecast:
         from dataclasses import fields as dc_fields
 
-        from ..engine.forecast import ForecastConfig
+        from ..engine._config import ForecastConfig   # (no torch in this process)
         unknown = sorted(set(cfg.forecast) - {f.name for f in dc_fields(ForecastConfig)})
         if unknown:
             raise ValueError(f"forecast settings: unknown key(s) {unknown} (the fields of "
