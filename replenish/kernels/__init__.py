@@ -12,6 +12,7 @@ from .orders import inventory_position, order_quantity, periods_until_order
 from .period_demand import daily_moments, quantile_function
 from .outcomes import normal_loss, normal_second_order_loss, outcomes_normal, outcomes_samples
 from .plan import plan_orders
+from .simulate import simulate_inventory, simulation_totals
 from .policies import (critical_fractile, economic_order_quantity, empirical_fill_rate_level,
                        empirical_quantile, fill_rate_level, newsvendor_quantity, normal_policy,
                        order_up_to_level, reorder_point, rq_policy, safety_stock, service_level_z,
@@ -19,6 +20,8 @@ from .policies import (critical_fractile, economic_order_quantity, empirical_fil
 
 __all__ = [
     "plan_orders",
+    "simulate_inventory",
+    "simulation_totals",
     "allocate_budget",
     "two_echelon_placement",
     "daily_moments",
