@@ -125,6 +125,8 @@ INVENTORY_COLUMNS: dict[str, tuple[Any, str]] = {
     "moq": (0.0, "minimum order quantity, units"),
     "case_pack": (1.0, "order multiple, units"),
     "max_order": (float("inf"), "maximum order quantity, units"),
+    "shelf_life_days": (float("inf"), "days a unit can be sold after its receipt (inf: does not "
+                                      "expire; used by the backtest's simulation)"),
 }
 
 

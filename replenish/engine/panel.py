@@ -145,6 +145,40 @@ class Panel:
                        observed=self.observed[rows], future_known=fut,
                        report=dict(self.report)), actual
 
+    def cut(self, end: np.datetime64, horizon: int) -> tuple["Panel", np.ndarray, np.ndarray]:
+        """The panel as it was on ``end``: every series' periods up to that date.
+
+        For a backtest origin: series that start after ``end`` are left out; the known
+        covariates of the ``horizon`` periods after ``end`` become ``future_known`` (taken
+        from the later rows; beyond a series' last row its last known values repeat).
+
+        Returns
+        -------
+        panel : Panel
+            The series that existed on ``end``, cut there.
+        kept : ndarray of int64
+            Their indices in this panel.
+        actual : ndarray of float64, shape (len(kept), horizon)
+            Their demand in the ``horizon`` periods after ``end`` (units per period; NaN
+            past their last row).
+        """
+        step = FREQ_STEP_DAYS[self.freq]
+        end = np.datetime64(end, "D")
+        keep_len = (end - self.start).astype(np.int64) // step + 1
+        kept = np.flatnonzero(keep_len > 0)
+        sub = self.take(kept)
+        keep_len = np.minimum(keep_len[kept], sub.lengths)
+        rows = _ranges(sub.indptr[:-1], keep_len)
+        after = keep_len[:, None] + np.arange(horizon)                  # positions after the cut
+        inside = after < sub.lengths[:, None]
+        pos = sub.indptr[:-1, None] + np.minimum(after, np.maximum(sub.lengths[:, None] - 1, 0))
+        actual = np.where(inside, sub.demand[pos].astype(np.float64), np.nan)
+        fut = sub.known[pos.reshape(-1)].reshape(len(kept), horizon, len(self.known_names))
+        indptr = np.concatenate([[0], np.cumsum(keep_len)]).astype(np.int64)
+        out = replace(sub, indptr=indptr, demand=sub.demand[rows], known=sub.known[rows],
+                      observed=sub.observed[rows], future_known=fut, report=dict(self.report))
+        return out, kept, actual
+
     # ---- conversion ----------------------------------------------------------------------
     def to_arrow(self, sku_col: str = "sku", location_col: str = "location",
                  date_col: str = "date", demand_col: str = "demand") -> pa.Table:

@@ -603,6 +603,7 @@ _INVENTORY_RULES = [
     ("moq", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0"),
     ("case_pack", lambda a: ~np.isfinite(a) | (a <= 0), "must be > 0"),
     ("max_order", lambda a: np.isnan(a) | (a < 0), "must be >= 0"),
+    ("shelf_life_days", lambda a: np.isnan(a) | (a < 1), "must be >= 1 day (inf: no expiry)"),
 ]
 
 

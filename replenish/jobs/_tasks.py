@@ -20,7 +20,7 @@ from ..engine.panel import FREQ_DEFAULTS, FREQ_STEP_DAYS, Panel, union_categorie
 from ..engine.validate import build_panel, validate_inventory
 from ._sharding import file_checksum, read_shard
 
-__all__ = ["load_shard_panel", "train_task", "plan_shard_task", "quantile_column"]
+__all__ = ["load_shard_panel", "train_task", "plan_shard_task", "quantile_column", "plan_kwargs"]
 
 log = logging.getLogger("replenish")
 _MODEL_CACHE: dict[tuple[str, float], Any] = {}
@@ -47,6 +47,13 @@ def load_shard_panel(stage: str, shard: int, spec: dict[str, Any]) -> Panel | No
                         min_history=spec["min_history"], future=fut,
                         horizon=spec["forecast"].get("horizon", "auto") if fut is not None else None,
                         end=spec.get("end"))
+    if spec.get("until") is not None:
+        # the history as it was on that day (a backtest origin); the known covariates of the
+        # following periods come from the later rows
+        horizon = spec["forecast"].get("horizon") or FREQ_DEFAULTS[panel.freq]["horizon"]
+        panel = panel.cut(np.datetime64(spec["until"], "D"), int(horizon))[0]
+        if panel.n_series == 0:
+            return None
     if spec.get("has_future") and panel.future_known is None:
         panel.future_known = np.zeros((panel.n_series, 0, len(columns.known)), np.float32)
     return panel
@@ -196,6 +203,25 @@ def dc_service_days(stage: str, shard: int, panel: Panel, report: dict[str, Any]
     return out
 
 
+def plan_kwargs(inv: dict[str, np.ndarray], spec: dict[str, Any], step: int,
+                dc_days: np.ndarray | float = 0.0) -> dict[str, Any]:
+    """The arguments of :func:`replenish.kernels.plan_orders` for validated inventory rows:
+    days become periods of ``step`` days, the DC's service time (``dc_days``) lengthens the
+    lead time, and the policy settings come from the job's ``spec``."""
+    return dict(
+        on_hand=inv["on_hand"], on_order=inv["on_order"], backorders=inv["backorders"],
+        lead_time=(inv["lead_time_days"] + dc_days) / step,
+        lead_time_std=inv["lead_time_std_days"] / step,
+        review_period=inv["review_period_days"] / step, service_level=inv["service_level"],
+        target=spec["target"], unit_cost=inv["unit_cost"],
+        holding_cost_rate=inv["holding_cost_rate"],
+        stockout_cost=np.where(np.isnan(inv["stockout_cost"]), 0.0, inv["stockout_cost"])
+        if spec["target"] != "cost" else inv["stockout_cost"],
+        order_cost=inv["order_cost"], moq=inv["moq"], case_pack=inv["case_pack"],
+        max_order=_unlimited_as_none(inv["max_order"]), periods_per_year=365.0 / step,
+        method=spec["method"], n_samples=spec["n_samples"], seed=spec["seed"])
+
+
 def optimize(panel: Panel, levels: np.ndarray, q: np.ndarray, inv: dict[str, np.ndarray],
              spec: dict[str, Any], n_threads: int | None = 1,
              dc_days: np.ndarray | None = None, report: dict[str, Any] | None = None) -> pa.Table:
@@ -221,18 +247,7 @@ def optimize(panel: Panel, levels: np.ndarray, q: np.ndarray, inv: dict[str, np.
                     beyond, q.shape[1], float(need.max()))
         if report is not None:
             report["protection_beyond_horizon"] = beyond
-    res = plan_orders(
-        levels, q, on_hand=inv["on_hand"], on_order=inv["on_order"], backorders=inv["backorders"],
-        lead_time=(inv["lead_time_days"] + dc_days) / step,
-        lead_time_std=inv["lead_time_std_days"] / step,
-        review_period=inv["review_period_days"] / step, service_level=inv["service_level"],
-        target=spec["target"], unit_cost=inv["unit_cost"],
-        holding_cost_rate=inv["holding_cost_rate"],
-        stockout_cost=np.where(np.isnan(inv["stockout_cost"]), 0.0, inv["stockout_cost"])
-        if spec["target"] != "cost" else inv["stockout_cost"],
-        order_cost=inv["order_cost"], moq=inv["moq"], case_pack=inv["case_pack"],
-        max_order=_unlimited_as_none(inv["max_order"]), periods_per_year=365.0 / step, method=spec["method"],
-        n_samples=spec["n_samples"], seed=spec["seed"], n_threads=n_threads)
+    res = plan_orders(levels, q, **plan_kwargs(inv, spec, step, dc_days), n_threads=n_threads)
     res = {k: np.asarray(v) for k, v in res.items()}
     as_of = panel.end + np.timedelta64(step, "D")
     wait = res["periods_until_order"]

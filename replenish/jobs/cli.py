@@ -1,4 +1,5 @@
-"""The ``replenish`` command line: plan, train, forecast, optimize, evaluate, echelon, synth, demo.
+"""The ``replenish`` command line: plan, train, forecast, optimize, evaluate, echelon, backtest,
+synth, demo.
 
 Every job option can also come from a TOML file (``--config``, see
 :mod:`replenish.jobs.config`); flags given on the command line win.
@@ -92,6 +93,25 @@ def _build_parser() -> argparse.ArgumentParser:
     op = _job_parser(sub, "optimize", "order recommendations from a forecast job's output "
                      "(writes OUT/orders)", model="none")
     op.add_argument("--forecasts", help="forecasts dataset written by `replenish forecast`")
+    bt = _job_parser(sub, "backtest", "rolling-origin backtest: the plan night after night on "
+                     "past data, simulated against the classical policy (writes OUT/summary.parquet)")
+    b = bt.add_argument_group("backtest")
+    b.add_argument("--origins", type=int, help="number of rolling origins (default 26)")
+    b.add_argument("--every", type=int,
+                   help="periods between origins (default a week: 7 days, or 1 week)")
+    b.add_argument("--targets", help="comma-separated service targets (default 0.8,0.9,0.95,0.98,0.99)")
+    b.add_argument("--retrain", action="store_const", const=True,
+                   help="train from scratch at every origin instead of fine-tuning")
+    b.add_argument("--finetune-steps", dest="finetune_steps", type=int,
+                   help="training steps of each fine-tune (default max_steps / 4, at least 100)")
+    b.add_argument("--classical", choices=["ma", "seasonal"],
+                   help="classical forecast: moving average (default) or seasonal moving average")
+    b.add_argument("--classical-window", dest="classical_window", type=int,
+                   help="periods the classical forecast averages (default 28 days / 8 weeks)")
+    b.add_argument("--unmet", choices=["backorder", "lost"],
+                   help="unmet demand is backordered (default) or lost")
+    b.add_argument("--no-crossing", dest="crossing", action="store_const", const=False,
+                   help="orders never overtake earlier ones (random lead times)")
     s = sub.add_parser("synth", help="write a synthetic data set (history/ and inventory.parquet)")
     s.add_argument("--series", type=int, required=True)
     s.add_argument("--days", type=int, default=730,
@@ -178,6 +198,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             res.pop("series_table")
             print(json.dumps(res, indent=2))
             print(f"evaluation written to {cfg.out}" + (f"; ledger {ledger}" if ledger else ""))
+            return 0
+        if args.command == "backtest":
+            from .backtest import BacktestSettings, print_backtest, run_backtest
+            from .config import load_toml
+            names = ("origins", "every", "targets", "retrain", "finetune_steps", "classical",
+                     "classical_window", "unmet", "crossing")
+            flags = {k: getattr(args, k) for k in names}
+            for k in names:
+                delattr(args, k)
+            settings = BacktestSettings.build(load_toml(args.config).get("backtest"), **flags)
+            summary = run_backtest(_config_from_args(args), settings, overwrite=args.overwrite)
+            print_backtest(summary)
+            print(f"  results in {summary['out']} (summary.parquet, origins.parquet, series/, "
+                  f"backtest.json)")
             return 0
         cfg = _config_from_args(args)
         from .plan import run_plan

@@ -61,7 +61,7 @@ else:  # pragma: no cover
 
 __all__ = ["PlanConfig", "load_toml"]
 
-_SECTIONS = ("data", "columns", "forecast", "policy", "inventory_defaults", "cluster")
+_SECTIONS = ("data", "columns", "forecast", "policy", "inventory_defaults", "cluster", "backtest")
 
 
 def load_toml(path: str | Path | None) -> dict[str, Any]:
