@@ -267,7 +267,8 @@ def _run(cl, cfg: PlanConfig, settings: BacktestSettings, out: Path, manifest: d
 
     # 1. forecasts at each origin, from a model fine-tuned on the actuals up to it
     prev_model = cfg.init_from
-    base_steps = int(cfg.forecast.get("max_steps", 700))
+    from ..engine._config import ForecastConfig   # (torch-free)
+    base_steps = int(cfg.forecast.get("max_steps", ForecastConfig().max_steps))
     for k, origin in enumerate(origins):
         key = str(origin)
         rec = manifest["origins"].get(key)
@@ -474,8 +475,10 @@ def print_backtest(summary: dict[str, Any]) -> None:
               f"{r.bias:+.3f}, 90% interval coverage {r.interval_coverage:.3f}")
     h = summary["equal_service"]
     if h.get("reduction") is not None:
+        more_less = "less" if h["reduction"] >= 0 else "more"
         print(f"at the realised {measure.replace('_', ' ')} of the {h['target']:g} target "
               f"({h['service']:.4f}), replenish holds {h['ours_value']:.2f} of stock value against "
-              f"{h['classical_value']:.2f} for the classical policy: {100 * h['reduction']:.1f}% less")
+              f"{h['classical_value']:.2f} for the classical policy: "
+              f"{100 * abs(h['reduction']):.1f}% {more_less}")
     else:
         print(f"equal-service comparison at the {h['target']:g} target: not available ({h.get('reason')})")

@@ -36,6 +36,13 @@ def _compiled():
         z = z ^ (z >> s31)
         return (np.float64(z >> s11) + 0.5) * (1.0 / 9007199254740992.0)
 
+    @nb.njit(inline="always")
+    def store(acc, k, i, dem, sold, short, lost, rec, ordered, orders, expired, out, oh, bl):  # pragma: no cover
+        # the segment's sums, in the rows of simulate._ACC (cycles, rows 8-9, go in directly)
+        for row, v in ((0, dem), (1, sold), (2, short), (3, lost), (4, rec), (5, ordered), (6, orders),
+                       (7, expired), (10, out), (11, oh), (12, bl)):
+            acc[row, k, i] += v
+
     @nb.njit(parallel=True, cache=True, nogil=True)
     def kernel(demand, seg, s_lvl, big_s, review, offset, moq, pack, cap, cdf, lmean, lmu, lsig, lcap,
                crossing, lost, life, ids, seed, t0, record, on_hand, backlog, pipe, events, pipe_total, age, ages,
@@ -62,17 +69,8 @@ def _compiled():
             a_out = a_oh = a_bl = 0.0
             for t in range(horizon):
                 while k + 1 < n_seg and t >= seg[k + 1]:
-                    acc[0, k, i] += a_dem
-                    acc[1, k, i] += a_sold
-                    acc[2, k, i] += a_short
-                    acc[3, k, i] += a_lost
-                    acc[4, k, i] += a_rec
-                    acc[5, k, i] += a_ord
-                    acc[6, k, i] += a_n
-                    acc[7, k, i] += a_exp
-                    acc[10, k, i] += a_out
-                    acc[11, k, i] += a_oh
-                    acc[12, k, i] += a_bl
+                    store(acc, k, i, a_dem, a_sold, a_short, a_lost, a_rec, a_ord, a_n, a_exp, a_out,
+                          a_oh, a_bl)
                     a_dem = a_sold = a_short = a_lost = a_rec = a_ord = a_n = a_exp = 0.0
                     a_out = a_oh = a_bl = 0.0
                     k += 1
@@ -203,17 +201,7 @@ def _compiled():
                     daily[1, t, i] = bl
                     daily[3, t, i] = sold
                     daily[4, t, i] = short
-            acc[0, k, i] += a_dem
-            acc[1, k, i] += a_sold
-            acc[2, k, i] += a_short
-            acc[3, k, i] += a_lost
-            acc[4, k, i] += a_rec
-            acc[5, k, i] += a_ord
-            acc[6, k, i] += a_n
-            acc[7, k, i] += a_exp
-            acc[10, k, i] += a_out
-            acc[11, k, i] += a_oh
-            acc[12, k, i] += a_bl
+            store(acc, k, i, a_dem, a_sold, a_short, a_lost, a_rec, a_ord, a_n, a_exp, a_out, a_oh, a_bl)
             on_hand[i] = oh
             backlog[i] = bl
             pipe_total[i] = pt
