@@ -6,6 +6,9 @@ forecast's period: days or weeks), money in currency.
 """
 from .allocation import allocate_budget
 from .echelon import two_echelon_placement
+from .exceptions import EXCEPTION_CODES, exception_values, periods_since_demand, top_exception
+from .explain import (BINDING_RULES, binding_rule, periods_of_supply, periods_until_stockout,
+                      projected_inventory, stock_components)
 from .lead_time import (interval_demand_moments, lead_time_demand_moments, mixture_demand_moments,
                         sample_lead_time_demand)
 from .orders import inventory_position, order_quantity, periods_until_order
@@ -24,6 +27,16 @@ __all__ = [
     "simulation_totals",
     "allocate_budget",
     "two_echelon_placement",
+    "EXCEPTION_CODES",
+    "exception_values",
+    "top_exception",
+    "periods_since_demand",
+    "BINDING_RULES",
+    "binding_rule",
+    "stock_components",
+    "periods_of_supply",
+    "periods_until_stockout",
+    "projected_inventory",
     "daily_moments",
     "interval_demand_moments",
     "mixture_demand_moments",
