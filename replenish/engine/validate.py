@@ -30,7 +30,7 @@ from .panel import FREQ_DEFAULTS, FREQ_STEP_DAYS, Panel
 
 __all__ = ["build_panel", "check_inventory_rows", "check_rows", "checked_demand",
            "validate_inventory", "infer_freq", "to_categories", "to_dates", "to_numeric",
-           "MISSING_CATEGORY"]
+           "MISSING_CATEGORY", "id_text", "examples_text", "key_text"]
 
 #: Label of a missing value of a categorical covariate (code 0 of every Panel category list).
 MISSING_CATEGORY = ""
@@ -424,7 +424,7 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
                 log.warning("%d location(s) have no row in the last period(s) of the history "
                             "(e.g. %s); their series were extended with zero demand: if their "
                             "feeds are late, rerun once they are in, or use --no-align-end",
-                            len(quiet), ", ".join(f"{loc[one[i]]!r}: {int(min_lag[i])} periods"
+                            len(quiet), ", ".join(f"{id_text(loc[one[i]])}: {int(min_lag[i])} periods"
                                                   for i in quiet[:3]))
             lengths = common
     indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -677,12 +677,19 @@ def check_inventory_rows(inventory: pa.Table, columns: ColumnMap = ColumnMap(),
     _inventory_values(_plain(inventory), defaults)
 
 
+def id_text(value: Any) -> str:
+    """An id as the user wrote it, for messages: ``9`` (not ``np.int64(9)``), ``'S1'``."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value)
+
+
 def examples_text(pairs: list[tuple[Any, Any]], total: int) -> str:
     """' (e.g. (sku, location), ...)' naming ``pairs``, of ``total`` keys in all ('' if none)."""
     if not pairs:
         return ""
     more = ", ..." if total > len(pairs) else ""
-    return f" (e.g. {', '.join(f'({s!r}, {l!r})' for s, l in pairs)}{more})"
+    return f" (e.g. {', '.join(f'({id_text(s)}, {id_text(l)})' for s, l in pairs)}{more})"
 
 
 def _examples(sku: Any, location: Any, idx: np.ndarray, k: int = 3) -> str:
