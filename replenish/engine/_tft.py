@@ -369,10 +369,20 @@ class Runner:
                 yield p, x, self.forward(x, width is not None)[:len(p)]
 
 
+class _LazyLoss:
+    """The running mean training loss, read from the device only when converted."""
+
+    def __init__(self, total, n):
+        self.total, self.n = total, n
+
+    def __float__(self) -> float:
+        return float(self.total) / max(self.n, 1) if self.total is not None else float("nan")
+
+
 def train(runner: Runner, sampler, plan, levels: torch.Tensor, *, steps: int, batch_size: int,
           learning_rate: float, time_budget_s: float | None, val_every: int, patience: int,
           short_fraction: float, grad_clip: float, loss_floor: float | None, seed: int,
-          val_series: int, predict_batch_size: int, luts) -> dict:
+          val_series: int, predict_batch_size: int, luts, progress=None) -> dict:
     """Train ``runner.model`` in place with Adam and a cosine learning-rate decay.
 
     Every ``val_every`` steps the pinball loss on the validation windows is measured; the
@@ -380,7 +390,10 @@ def train(runner: Runner, sampler, plan, levels: torch.Tensor, *, steps: int, ba
     validations without improvement, after ``steps`` steps or after ``time_budget_s``
     seconds (the only non-reproducible stop). ``loss_floor`` None: loss in units of demand
     (pytorch-forecasting's choice); a number: each window's loss divided by its mean
-    absolute encoder demand plus ``loss_floor`` units.
+    absolute encoder demand plus ``loss_floor`` units. ``progress``: called as
+    ``progress(step, steps, loss, best, elapsed, budget_s, validated=, done=)`` after every
+    step (it decides how often to show anything; the loss is read from the device only
+    when it asks, see ``jobs._progress.training_reporter``).
 
     Returns
     -------
@@ -417,7 +430,11 @@ def train(runner: Runner, sampler, plan, levels: torch.Tensor, *, steps: int, ba
         if step == 2:
             t_warm = time.perf_counter()      # steady-state speed excludes warm-up/compile
         over = time_budget_s is not None and time.perf_counter() - t0 > time_budget_s
-        if step % val_every == 0 or step == steps or over:
+        validating = step % val_every == 0 or step == steps or over
+        if progress is not None and not validating:
+            progress(step, steps, _LazyLoss(run_loss, run_n), None if best == float("inf") else best,
+                     time.perf_counter() - t0, time_budget_s)
+        if validating:
             hist["train_loss"].append((step, float(run_loss) / run_n))
             run_loss, run_n = None, 0
             if len(val[0]):
@@ -430,13 +447,20 @@ def train(runner: Runner, sampler, plan, levels: torch.Tensor, *, steps: int, ba
                     best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
                 else:
                     bad += 1
-                    if bad >= patience:
-                        hist["stopped"] = "early_stopping"
-                        break
+                if progress is not None:
+                    progress(step, steps, hist["train_loss"][-1][1], best, time.perf_counter() - t0,
+                             time_budget_s, validated=True)
+                if bad >= patience:
+                    hist["stopped"] = "early_stopping"
+                    break
         if over:
             hist["stopped"] = "time_budget"
             break
     seconds = time.perf_counter() - t0
+    if progress is not None:
+        last = hist["train_loss"][-1][1] if hist["train_loss"] else float("nan")
+        progress(step, steps, last, None if best == float("inf") else best, seconds,
+                 time_budget_s, done=True)
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()

@@ -81,7 +81,8 @@ class TFTForecaster:
         self._device = _device(self.config.device)
 
     # ---- training ----------------------------------------------------------------------
-    def fit(self, panel: Panel, init_from: str | Path | None = None) -> "TFTForecaster":
+    def fit(self, panel: Panel, init_from: str | Path | None = None,
+            progress=None) -> "TFTForecaster":
         """Train on all series of ``panel``.
 
         Parameters
@@ -93,6 +94,8 @@ class TFTForecaster:
         init_from : path, optional
             A saved model folder to fine-tune (continuous learning): its architecture,
             encodings and weights are kept; training settings come from this config.
+        progress : callable, optional
+            Called after each training step (see :func:`replenish.engine._tft.train`).
         """
         cfg = self.config
         t0 = time.perf_counter()
@@ -133,7 +136,7 @@ class TFTForecaster:
             time_budget_s=cfg.time_budget_s, val_every=cfg.val_every, patience=cfg.patience,
             short_fraction=cfg.short_fraction, grad_clip=cfg.grad_clip, loss_floor=floor,
             seed=cfg.seed, val_series=cfg.val_series,
-            predict_batch_size=self._predict_batch(), luts=self._luts())
+            predict_batch_size=self._predict_batch(), luts=self._luts(), progress=progress)
         self.calibrated_levels = None
         if cfg.calibrate and holdout and plan.holdout:
             self.calibrated_levels = self._calibrate(runner, sampler, plan)
