@@ -139,6 +139,8 @@ def evaluate_run(run: str | Path, history: Any, out: str | Path | None = None, *
 
     summary: dict[str, Any] = {
         "run": str(run), "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        # where series.parquet is: the plan's per-item forecast bias reads it from the ledger
+        "evaluation": str(Path(out).resolve()) if out is not None else None,
         "forecast_start": str(np.datetime64(int(first.min()), "D")) if k else None,
         "series": int(k), "series_without_actuals": int((n == 0).sum()),
         "series_without_scale": int(((n > 0) & ~ok).sum()), "periods": int(n.sum()),
