@@ -119,7 +119,14 @@ def _train(stage: str, shards: list[int], spec: dict[str, Any], model_dir: str,
         panel = panel.take(np.sort(rng.choice(panel.n_series, max_series, replace=False)))
     settings = {**FREQ_DEFAULTS[panel.freq], **spec["forecast"]}  # weekly data: 12 ahead, 52 back
     model = TFTForecaster(ForecastConfig(**settings))
-    model.fit(panel, init_from=init_from)
+    from ._progress import training_reporter
+    model.fit(panel, init_from=init_from, progress=training_reporter())
+    try:   # for the report; a failure here must not fail the training
+        from ..engine._importance import variable_importance
+        model.history["variable_importance"] = variable_importance(model, panel,
+                                                                   seed=spec.get("seed", 0))
+    except Exception as e:  # noqa: BLE001
+        log.warning("variable importances not computed: %s: %s", type(e).__name__, e)
     tmp = Path(model_dir).with_name(Path(model_dir).name + ".tmp")
     model.save(tmp)
     if Path(model_dir).exists():
@@ -224,7 +231,8 @@ def plan_kwargs(inv: dict[str, np.ndarray], spec: dict[str, Any], step: int,
 
 def optimize(panel: Panel, levels: np.ndarray, q: np.ndarray, inv: dict[str, np.ndarray],
              spec: dict[str, Any], n_threads: int | None = 1,
-             dc_days: np.ndarray | None = None, report: dict[str, Any] | None = None) -> pa.Table:
+             dc_days: np.ndarray | None = None, report: dict[str, Any] | None = None,
+             history: bool = True, accuracy: dict[str, np.ndarray] | None = None) -> pa.Table:
     """Inventory decisions for every series of the panel (see README, 'orders').
 
     ``n_threads`` 1 (the default): the shard tasks run one per worker thread and the
@@ -233,9 +241,13 @@ def optimize(panel: Panel, levels: np.ndarray, q: np.ndarray, inv: dict[str, np.
     series' DC may take to serve it (:func:`dc_service_days`), added to its lead time.
     SKU-locations whose lead time + review period reach past the forecast horizon (the
     kernels repeat the last forecast period there) are counted in
-    ``report["protection_beyond_horizon"]`` and logged.
+    ``report["protection_beyond_horizon"]`` and logged. ``history``: the panel holds the
+    series' history (False for the key panel of an optimize job: no history columns).
+    ``accuracy``: per-item recent forecast bias and RMSSE (:mod:`.exceptions`). The
+    explanation and exception columns come from :mod:`.exceptions`.
     """
     from ..kernels import plan_orders
+    from . import exceptions as exc
 
     step = FREQ_STEP_DAYS[panel.freq]
     dc_days = np.zeros(panel.n_series) if dc_days is None else np.asarray(dc_days, np.float64)
@@ -259,6 +271,7 @@ def optimize(panel: Panel, levels: np.ndarray, q: np.ndarray, inv: dict[str, np.
         "sku": panel.sku, "location": panel.location, "as_of": as_of,
         "on_hand": inv["on_hand"], "on_order": inv["on_order"], "backorders": inv["backorders"],
         "inventory_position": position, "lead_time_days": inv["lead_time_days"],
+        "lead_time_std_days": inv["lead_time_std_days"],
         "dc_service_days": dc_days,
         "review_period_days": inv["review_period_days"], "service_level": inv["service_level"],
         "unit_cost": inv["unit_cost"], "holding_cost_rate": inv["holding_cost_rate"],
@@ -275,11 +288,15 @@ def optimize(panel: Panel, levels: np.ndarray, q: np.ndarray, inv: dict[str, np.
         "expected_stockout_cost": res["expected_stockout_cost"],
         "expected_ordering_cost": res["expected_ordering_cost"],
     }
+    cols.update(exc.explain_columns(levels, q, inv, res, step=step, as_of=as_of, dc_days=dc_days,
+                                    panel=panel if history else None, accuracy=accuracy))
     t = pa.table({k: (pa.array(v) if k in ("sku", "location") else
-                      pa.array(np.asarray(v, dtype="datetime64[D]")) if k in ("as_of", "order_date")
+                      pa.array(np.asarray(v, dtype="datetime64[D]"))
+                      if k in ("as_of", "order_date", "stockout_date") else
+                      pa.array(v, pa.string()) if k == "binding_rule"
                       else pa.array(np.asarray(v, dtype=np.float64)))
                   for k, v in cols.items()})
-    return t
+    return exc.with_exception_columns(t, exc.ExceptionSettings.from_mapping(spec.get("exceptions")))
 
 
 def write_output(table: pa.Table, out: str, name: str, shard: int) -> dict[str, Any]:
@@ -303,6 +320,34 @@ def write_output(table: pa.Table, out: str, name: str, shard: int) -> dict[str, 
         path = Path(out) / rel
         write_parquet_atomic(part, path)
         files[rel] = {"rows": part.num_rows, "sha256": file_checksum(path)}
+    return files
+
+
+def planner_outputs(orders: pa.Table, out: str, shard: int, spec: dict[str, Any], stage: str,
+                    panel: Panel | None, horizon: int) -> dict[str, Any]:
+    """Write one shard's exceptions (``OUT/exceptions/part-<shard>.parquet``, one row per
+    item and reason) and the recent actuals of its highlight items
+    (``OUT/highlights/part-<shard>.parquet``, read by the report); with a budget also the
+    recent actuals of all its items (``_work/recent``), for the budget pass to choose from.
+    Returns the files written, as :func:`write_output` does."""
+    from . import exceptions as exc
+    settings = exc.ExceptionSettings.from_mapping(spec.get("exceptions"))
+    k = int(spec.get("highlights", 8))
+    periods = 2 * horizon
+    files: dict[str, Any] = {}
+    recent = None
+    if panel is not None:
+        if spec.get("budget"):
+            recent = exc.recent_table(panel, periods=periods)
+            write_parquet_atomic(recent, Path(stage) / "recent" / f"shard={shard:05d}.parquet")
+        else:
+            rows, _, _ = exc.highlight_rows(orders, k)
+            recent = exc.recent_table(panel, np.unique(rows), periods=periods)
+    for name, table in (("exceptions", exc.exception_rows(orders, settings)),
+                        ("highlights", exc.highlights_table(orders, recent, k))):
+        rel = f"{name}/part-{shard:05d}.parquet"
+        write_parquet_atomic(table, Path(out) / rel)
+        files[rel] = {"rows": table.num_rows, "sha256": file_checksum(Path(out) / rel)}
     return files
 
 
@@ -340,6 +385,37 @@ def _read_forecasts_shard(stage: str, shard: int, freq: str | None) -> tuple[Pan
     return keys, levels, q
 
 
+def _with_budget_group(orders: pa.Table, inv_tab: pa.Table, panel: Panel,
+                       spec: dict[str, Any]) -> pa.Table:
+    """``orders`` with ``budget_group`` (text) from the inventory column that names each
+    SKU-location's budget group (``--budget-group``); unchanged without one."""
+    col = spec.get("budget_group")
+    if not col:
+        return orders
+    from ..engine.validate import _match_keys, _inventory_keys, key_text
+    if col not in inv_tab.column_names:
+        raise DataError(f"inventory: the budget group column '{col}' (--budget-group) is missing; "
+                        f"it has {inv_tab.column_names}")
+    sc, lc = _inventory_keys(inv_tab, ColumnMap(**spec["columns"]))
+    pos = _match_keys(panel, inv_tab.column(sc), inv_tab.column(lc))
+    groups = np.empty(panel.n_series, dtype=object)
+    ok = pos >= 0
+    groups[pos[ok]] = key_text(inv_tab.column(col))[ok]
+    missing = int(sum(g is None for g in groups))
+    if missing:
+        raise DataError(f"inventory: column '{col}': rule 'every SKU-location has a budget "
+                        f"group' broken by {missing} rows")
+    return orders.append_column("budget_group", pa.array(groups, pa.string()))
+
+
+def _accuracy(stage: str, shard: int, panel: Panel, spec: dict[str, Any]):
+    """Per-item recent forecast bias and RMSSE from the staged ledger accuracy (or None)."""
+    if not spec.get("has_accuracy"):
+        return None
+    from .exceptions import accuracy_arrays
+    return accuracy_arrays(read_shard(stage, "accuracy", shard), panel)
+
+
 def optimize_shard_task(stage: str, shard: int, spec: dict[str, Any], out: str) -> dict[str, Any]:
     """Optimize one shard from staged forecasts (the ``optimize`` job); write its orders."""
     t0 = time.perf_counter()
@@ -360,8 +436,12 @@ def optimize_shard_task(stage: str, shard: int, spec: dict[str, Any], out: str) 
                                  InventoryDefaults().with_overrides(spec["inventory_defaults"]),
                                  report=report)
         dc_days = dc_service_days(stage, shard, keys, report) if spec.get("has_echelon") else None
-        ot = optimize(keys, levels, q, inv, spec, dc_days=dc_days, report=report)
+        acc = _accuracy(stage, shard, keys, spec)
+        ot = optimize(keys, levels, q, inv, spec, dc_days=dc_days, report=report, history=False,
+                      accuracy=acc)
+        ot = _with_budget_group(ot, inv_tab, keys, spec)
         files = write_output(ot, out, "orders", shard)
+        files.update(planner_outputs(ot, out, shard, spec, stage, None, q.shape[1]))
     except Exception as e:
         raise ShardError(f"shard {shard}: {type(e).__name__}: {e}") from e
     return {"shard": shard, "series": keys.n_series, "seconds": time.perf_counter() - t0,
@@ -398,8 +478,11 @@ def plan_shard_task(stage: str, shard: int, spec: dict[str, Any], model_dir: str
                                      report=panel.report)
             dc_days = dc_service_days(stage, shard, panel, panel.report) \
                 if spec.get("has_echelon") else None
-            files.update(write_output(optimize(panel, levels, q, inv, spec, dc_days=dc_days,
-                                               report=panel.report), out, "orders", shard))
+            ot = optimize(panel, levels, q, inv, spec, dc_days=dc_days, report=panel.report,
+                          accuracy=_accuracy(stage, shard, panel, spec))
+            ot = _with_budget_group(ot, inv_tab, panel, spec)
+            files.update(write_output(ot, out, "orders", shard))
+            files.update(planner_outputs(ot, out, shard, spec, stage, panel, q.shape[1]))
     except Exception as e:
         raise ShardError(f"shard {shard}: {type(e).__name__}: {e}") from e
     return {"shard": shard, "series": panel.n_series, "files": files,

@@ -73,6 +73,7 @@ def _job_parser(sub, name: str, help: str, inventory: bool = True,
         o.add_argument("--n-samples", dest="n_samples", type=int, help="Monte Carlo samples per item")
         o.add_argument("--echelon", help="output of `replenish echelon` (its folder or "
                        "stores.parquet): each store's lead time grows by its DC's service time")
+        _planner_options(p)
     p.add_argument("--seed", type=int, help="seed of the training-series sample and of the "
                    "Monte Carlo draws (the network's own: [forecast] seed)")
     k = p.add_argument_group("cluster")
@@ -80,7 +81,26 @@ def _job_parser(sub, name: str, help: str, inventory: bool = True,
     k.add_argument("--n-workers", dest="n_workers", type=int, help="workers of the embedded cluster")
     k.add_argument("--shards", type=int, help="number of hash shards (default from the data size)")
     p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bars, few lines (for batch logs)")
     return p
+
+
+def _planner_options(p: argparse.ArgumentParser) -> None:
+    """Budgets, exceptions and the report (jobs that optimize)."""
+    b = p.add_argument_group("budgets (applied over all shards)")
+    b.add_argument("--budget", type=float, help="order budget per location (or group), currency")
+    b.add_argument("--capacity", type=float, help="order capacity per location (or group), units")
+    b.add_argument("--budget-table", dest="budget_table",
+                   help="table of limits: location (or group) and budget (or capacity)")
+    b.add_argument("--budget-group", dest="budget_group",
+                   help="inventory column naming each SKU-location's budget group "
+                        "(default: the location)")
+    r = p.add_argument_group("exceptions and report")
+    r.add_argument("--ledger", help="an evaluate ledger (Parquet): per-item forecast bias of "
+                   "recent runs raises forecast_bias exceptions")
+    r.add_argument("--report", action="store_const", const=True,
+                   help="write OUT/report.html when done (see `replenish report`)")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -143,13 +163,23 @@ def _build_parser() -> argparse.ArgumentParser:
                          "dc_holding_cost_rate, dc_inbound_service_days]")
     ec.add_argument("--out", required=True, help="output folder")
     ec.add_argument("-v", "--verbose", action="store_true")
+    rp = sub.add_parser("report", help="one self-contained HTML report of a finished plan or "
+                        "optimize job (writes DIR/report.html)")
+    rp.add_argument("run", help="output folder of a finished plan or optimize job")
+    rp.add_argument("--ledger", help="an evaluate ledger: accuracy and realised service over time")
+    rp.add_argument("--backtest", help="a backtest's output folder (summary.parquet, "
+                    "backtest.json): service against inventory")
+    rp.add_argument("--out", help="the HTML file (default DIR/report.html)")
+    rp.add_argument("--items", type=int, default=6,
+                    help="items drawn per section (top exceptions, least accurate; default 6)")
+    rp.add_argument("-v", "--verbose", action="store_true")
     dm = sub.add_parser("demo", help="plan on the bundled bakery data with a local Dask cluster")
     dm.add_argument("--out", default="demo_output")
     dm.add_argument("--n-workers", dest="n_workers", type=int, default=2)
     return ap
 
 
-_NOT_FLAGS = {"command", "config", "overwrite", "verbose"}
+_NOT_FLAGS = {"command", "config", "overwrite", "verbose", "quiet"}
 
 
 def _config_from_args(args: argparse.Namespace):
@@ -169,7 +199,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in ("distributed", "dask", "lightning", "lightning.pytorch"):
             logging.getLogger(name).setLevel(logging.WARNING)
     from ..engine.contract import DataError
+    from . import _progress
     from .plan import JobError
+    if getattr(args, "quiet", False):
+        _progress.set_mode("quiet")
     try:
         if args.command == "synth":
             from ..engine.synth import write_synth
@@ -186,6 +219,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             res.pop("dc_table"), res.pop("stores_table")
             print(json.dumps(res, indent=2))
             print(f"placement written to {args.out}/dc.parquet and {args.out}/stores.parquet")
+            return 0
+        if args.command == "report":
+            from .report import write_report
+            path = write_report(args.run, ledger=args.ledger, backtest=args.backtest,
+                                out=args.out, items=args.items)
+            print(f"report written to {path} ({path.stat().st_size / 1024:.0f} KiB)")
             return 0
         if args.command == "evaluate":
             from .evaluate import evaluate_run
@@ -243,6 +282,17 @@ def print_summary(summary: dict[str, Any]) -> None:
               f"({summary['units_to_order']:.0f} units, value {summary['order_value']:.2f})")
     if summary.get("repairs"):
         print(f"  data repairs: {summary['repairs']}")
+    if summary.get("exceptions"):
+        top = ", ".join(f"{k} {v['items']} ({v['value']:,.0f})"
+                        for k, v in list(summary["exceptions"].items())[:4])
+        print(f"  exceptions (items, money at stake): {top}")
+        print(f"  {'exceptions':10s} {out / 'exceptions'}")
+    if summary.get("budget"):
+        b = summary["budget"]
+        print(f"  {b['kind']}: {b['orders_cut']} orders cut by {b['units_cut']:.0f} units over "
+              f"{b['groups_limited']} limited groups")
+    if summary.get("report"):
+        print(f"  {'report':10s} {summary['report']}")
     print(f"  manifest   {out / 'manifest.json'}")
 
 

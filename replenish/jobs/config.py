@@ -7,6 +7,8 @@ TOML layout (every key optional; CLI flags win)::
     inventory = "inventory.parquet"
     future = "future.parquet"      # known covariates for the horizon
     echelon = "ech/"               # a `replenish echelon` output: stores wait for their DC's service time
+    ledger = "accuracy.parquet"    # an evaluate ledger: per-item forecast bias of recent runs
+    report = true                  # write OUT/report.html when the plan is done
     freq = "D"                     # "D" or "W"; inferred when absent
     negative = "error"             # or "clip"
     missing_demand = "error"       # or "zero"
@@ -37,6 +39,16 @@ TOML layout (every key optional; CLI flags win)::
     [inventory_defaults]           # values for optional inventory columns that are absent
     review_period_days = 7
 
+    [exceptions]                   # thresholds of the exception reasons (README, "Exceptions")
+    excess_days_of_supply = 90     # days
+    no_demand_days = 56            # days
+
+    [budget]                       # order budgets, applied across all shards
+    budget = 5000.0                # currency per location (or per group), or:
+    # capacity = 800.0             # units per location (or per group)
+    table = "budgets.parquet"      # per location (or group): location|group, budget|capacity
+    group = "buyer"                # an inventory column naming each SKU-location's group
+
     [cluster]
     scheduler = "tcp://10.0.0.5:8786"   # join an existing cluster; embedded LocalCluster when absent
     n_workers = 2
@@ -61,7 +73,8 @@ else:  # pragma: no cover
 
 __all__ = ["PlanConfig", "load_toml"]
 
-_SECTIONS = ("data", "columns", "forecast", "policy", "inventory_defaults", "cluster", "backtest")
+_SECTIONS = ("data", "columns", "forecast", "policy", "inventory_defaults", "exceptions", "budget",
+             "cluster", "backtest")
 
 
 def load_toml(path: str | Path | None) -> dict[str, Any]:
@@ -77,6 +90,9 @@ def load_toml(path: str | Path | None) -> dict[str, Any]:
 
 
 _POLICY_KEYS = {"target", "method", "n_samples", "seed"}
+#: [budget] keys and the PlanConfig fields they set.
+_BUDGET_KEYS = {"budget": "budget", "capacity": "capacity", "table": "budget_table",
+                "group": "budget_group"}
 
 
 def _check_keys(toml: dict[str, Any], plan_fields: set[str]) -> None:
@@ -85,6 +101,7 @@ def _check_keys(toml: dict[str, Any], plan_fields: set[str]) -> None:
     from dataclasses import fields as dc_fields
     allowed: dict[str, set[str]] = {
         "data": plan_fields, "cluster": plan_fields, "policy": _POLICY_KEYS,
+        "budget": set(_BUDGET_KEYS),
         "columns": {k for f in dc_fields(ColumnMap) for k in (f.name, f"{f.name}_col",
                                                                f"{f.name}_cols")}}
     # [forecast] keys are checked by the job (against ForecastConfig), for the API too
@@ -125,6 +142,13 @@ class PlanConfig:
     train_series: int = 20_000
     model: str | None = None
     init_from: str | None = None
+    ledger: str | None = None
+    exceptions: dict[str, float] = field(default_factory=dict)
+    budget: float | None = None
+    capacity: float | None = None
+    budget_table: Any = None
+    budget_group: str | None = None
+    report: bool = False
 
     @classmethod
     def build(cls, toml: dict[str, Any] | None = None, **flags: Any) -> "PlanConfig":
@@ -140,6 +164,10 @@ class PlanConfig:
         kw.update({k: v for k, v in cl.items() if k in cls.__dataclass_fields__})
         kw["forecast"] = dict(toml.get("forecast", {}))
         kw["inventory_defaults"] = dict(toml.get("inventory_defaults", {}))
+        kw["exceptions"] = dict(toml.get("exceptions", {}))
+        from .exceptions import ExceptionSettings
+        ExceptionSettings.from_mapping(kw["exceptions"])  # validates the keys and values
+        kw.update({_BUDGET_KEYS[k]: v for k, v in toml.get("budget", {}).items()})
         InventoryDefaults().with_overrides(kw["inventory_defaults"])  # validates the keys
         columns = ColumnMap.from_mapping(toml.get("columns", {}))
         col_flags = {k[:-4] if k.endswith("_col") else k[:-5]: flags.pop(k)
@@ -159,9 +187,9 @@ class PlanConfig:
     def fingerprint(self) -> str:
         """Hash of everything that changes the results (not where they go, nor the cluster)."""
         d = asdict(self)
-        for k in ("out", "scheduler", "n_workers"):
+        for k in ("out", "scheduler", "n_workers", "report"):
             d.pop(k, None)
-        for k in ("history", "inventory", "future", "forecasts", "echelon"):
+        for k in ("history", "inventory", "future", "forecasts", "echelon", "budget_table"):
             if d.get(k) is not None and not isinstance(d[k], (str, Path)):
                 d[k] = f"<{type(d[k]).__name__}>"
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -33,7 +33,7 @@ from ..engine.contract import DataError, InventoryDefaults
 from ..engine.io import open_dataset
 from ..engine.validate import (check_inventory_rows, check_rows, examples_text, infer_freq,
                                key_text)
-from . import _sharding
+from . import _progress, _sharding
 from ._tasks import optimize_shard_task, plan_shard_task, train_task
 from .cluster import connect
 from .config import PlanConfig
@@ -147,7 +147,7 @@ def _inputs_signature(cfg: PlanConfig) -> str:
     import hashlib
     h = hashlib.blake2b(digest_size=8)
     for src in (cfg.history, cfg.inventory, cfg.future, cfg.forecasts, cfg.model, cfg.init_from,
-                cfg.echelon):
+                cfg.echelon, cfg.ledger, cfg.budget_table):
         if src is None:
             h.update(b"-")
         elif isinstance(src, pa.Table):
@@ -169,7 +169,7 @@ def _inputs_signature(cfg: PlanConfig) -> str:
 
 #: What a job writes in its output folder (anything else there is the user's).
 _OWN_NAMES = {"manifest.json", ".manifest.json.tmp", "forecasts", "orders", "model", "model.tmp",
-              "_work", "_SUCCESS"}
+              "_work", "_SUCCESS", "exceptions", "highlights", "report.html"}
 
 
 def _say(msg: str) -> None:
@@ -221,7 +221,17 @@ def _spec(cfg: PlanConfig, has_future: bool, stages: tuple[str, ...],
             "has_future": has_future, "has_echelon": cfg.echelon is not None,
             "target": cfg.target, "method": cfg.method,
             "n_samples": cfg.n_samples, "seed": cfg.seed,
-            "inventory_defaults": dict(cfg.inventory_defaults)}
+            "inventory_defaults": dict(cfg.inventory_defaults),
+            **_planner_spec(cfg)}
+
+
+def _planner_spec(cfg: PlanConfig) -> dict[str, Any]:
+    """What the shard tasks need for exceptions, budgets and the report's items."""
+    from .budget import BudgetSettings
+    from .exceptions import ExceptionSettings
+    return {"exceptions": ExceptionSettings.from_mapping(cfg.exceptions).to_dict(),
+            "budget": BudgetSettings.from_config(cfg).active, "budget_group": cfg.budget_group,
+            "has_accuracy": cfg.ledger is not None, "highlights": 8}
 
 
 def _n_shards(cfg: PlanConfig, n_workers: int) -> int:
@@ -252,6 +262,12 @@ def _stage_all(client, cfg: PlanConfig, stage: Path,
     if cfg.echelon is not None:
         jobs.append(("echelon", _echelon_source(cfg.echelon), list(ECHELON_COLUMNS),
                      ("sku", "location")))
+    if cfg.ledger is not None:
+        from .exceptions import ACCURACY_COLUMNS, ledger_accuracy
+        settings = _planner_spec(cfg)["exceptions"]
+        acc = ledger_accuracy(cfg.ledger, settings["bias_runs"])
+        if acc is not None:
+            jobs.append(("accuracy", acc, list(ACCURACY_COLUMNS), ("sku", "location")))
     listing = {name: _sharding.input_files(source) for name, source, _, _ in jobs
                if not isinstance(source, pa.Table)}
     # The shard plan comes from the rows per location of the main input (history or forecasts).
@@ -293,7 +309,12 @@ def _stage_all(client, cfg: PlanConfig, stage: Path,
                                          plan, str(stage), name, order=i, check=check,
                                          pairs=pairs.get(name), pure=False))
                     for i, f in enumerate(files)]
-    done = client.gather([f for _, f in futures])
+    done = [f for _, f in futures]
+    pending = [f for f in done if not isinstance(f, dict)]
+    if pending:
+        got_ = iter(_progress.gather(pending, "staging", unit="file",
+                                     count=lambda r: sum(r["counts"].values()), count_unit="rows"))
+        done = [f if isinstance(f, dict) else next(got_) for f in done]
     if match:
         got = {main: [], "inventory": [], "echelon": []}
         for (name, _), res in zip(futures, done):
@@ -387,6 +408,17 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
         if unknown:
             raise ValueError(f"forecast settings: unknown key(s) {unknown} (the fields of "
                              f"replenish.engine.forecast.ForecastConfig)")
+    budget = _budget_settings(cfg)
+    if budget.active:
+        if "optimize" not in stages:
+            raise ValueError("a budget or capacity limits orders: it needs the optimize stage "
+                             "(plan or optimize)")
+        budget.kind()   # both kinds, or a table without its columns: an error before any work
+    elif cfg.budget_group:
+        raise ValueError("--budget-group names the groups of a budget: give --budget, "
+                         "--capacity or --budget-table too")
+    from .exceptions import ExceptionSettings
+    ExceptionSettings.from_mapping(cfg.exceptions)
     model_meta = _check_saved_model(cfg) if cfg.model and "forecast" in stages else None
     out = Path(cfg.out)
     fp = cfg.fingerprint() + "-" + _inputs_signature(cfg) + "-" + "+".join(stages)
@@ -405,7 +437,8 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
     if not manifest:
         # a fresh start: another job's outputs go, its model too unless this job reads it
         reads = {Path(p).resolve() for p in (cfg.model, cfg.init_from) if p}
-        for sub in ("forecasts", "orders", "_work", "_SUCCESS", "model"):
+        for sub in ("forecasts", "orders", "_work", "_SUCCESS", "model", "exceptions",
+                    "highlights", "report.html"):
             p = out / sub
             if sub == "model" and p.resolve() in reads:
                 continue
@@ -430,6 +463,8 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
         _write_manifest(out, manifest)
         stage = out / "_work"
         spec = _spec(cfg, cfg.future is not None, stages, model_meta)
+        spec["location_type"] = manifest.get("key_types", {}).get("location")
+        optimizing = "optimize" in stages
         try:
             if not manifest.get("staged") or not stage.exists():
                 t0 = time.perf_counter()
@@ -459,8 +494,10 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
             elif "train" in stages and not manifest.get("model"):
                 t0 = time.perf_counter()
                 _say("training the global model")
-                info = cl.submit(train_task, str(stage), list(range(n_shards)), spec, model_dir,
-                                 cfg.train_series, cfg.init_from, pure=False).result()
+                with _progress.TrainingProgress(cl):
+                    info = cl.submit(train_task, str(stage), list(range(n_shards)), spec,
+                                     model_dir, cfg.train_series, cfg.init_from,
+                                     pure=False).result()
                 manifest["model"] = {k: v for k, v in info.items() if k != "history"}
                 timings["train_s"] = time.perf_counter() - t0
                 _write_manifest(out, manifest)
@@ -478,6 +515,13 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
                 _run_shards(cl, out, manifest, todo, plan_shard_task, (str(stage),),
                             (spec, model_dir, str(out), work))
                 timings["shards_s"] = timings.get("shards_s", 0.0) + time.perf_counter() - t0
+            if optimizing and _budget_settings(cfg).active:
+                from .budget import apply_budget
+                t0 = time.perf_counter()
+                manifest["budget"] = apply_budget(cl, out, manifest, _budget_settings(cfg),
+                                                  {**spec, "stage": str(stage)})
+                timings["budget_s"] = time.perf_counter() - t0
+                _write_manifest(out, manifest)
         except BaseException as e:
             manifest["status"] = "failed"
             manifest["error"] = str(e)
@@ -493,7 +537,16 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
     _write_manifest(out, manifest)
     shutil.rmtree(out / "_work", ignore_errors=True)
     (out / "_SUCCESS").write_text("")
+    if cfg.report:
+        from .report import write_report
+        path = write_report(out, ledger=cfg.ledger)
+        summary["report"] = str(path)
     return summary
+
+
+def _budget_settings(cfg: PlanConfig):
+    from .budget import BudgetSettings
+    return BudgetSettings.from_config(cfg)
 
 
 class _borrowed:
@@ -515,7 +568,7 @@ def _remove_unrecorded(out: Path, manifest: dict[str, Any], todo: list[int]) -> 
     """Delete output files of shards about to be (re)done: a shard whose keys moved to fewer
     locations than a crashed attempt wrote must not leave those extra files behind."""
     names = {f"part-{s:05d}.parquet" for s in todo}
-    for sub in ("forecasts", "orders"):
+    for sub in ("forecasts", "orders", "exceptions", "highlights"):
         for p in (out / sub).rglob("part-*.parquet") if (out / sub).exists() else ():
             if p.name in names:
                 p.unlink()
@@ -524,14 +577,14 @@ def _remove_unrecorded(out: Path, manifest: dict[str, Any], todo: list[int]) -> 
 def _run_shards(cl, out: Path, manifest: dict, todo: list[int], task, before: tuple,
                 after: tuple) -> None:
     """Run ``task(*before, shard, *after)`` for every shard in ``todo``; record each in the manifest."""
-    from distributed import as_completed
-
     futs = {cl.submit(task, *before, s, *after, pure=False, retries=2,
                       key=f"shard-{s:05d}-{os.urandom(4).hex()}"): s for s in todo}
     failed: list[str] = []
     done = 0
-    for fut in as_completed(futs):
-        s = futs[fut]
+    label = "forecast+optimize" if task is plan_shard_task and "optimize" in after[-1] else \
+        "optimize" if task is optimize_shard_task else "forecast"
+    for fut, s in _progress.completed(futs, label, unit="shard",
+                                      count=lambda r: r["series"], count_unit="series"):
         if fut.status == "error":
             exc = fut.exception()
             msg = str(exc)
@@ -541,8 +594,8 @@ def _run_shards(cl, out: Path, manifest: dict, todo: list[int], task, before: tu
         manifest["shards"][str(s)] = {k: v for k, v in res.items() if k != "shard"}
         _write_manifest(out, manifest)
         done += 1
-        _say(f"shard {s} done ({res['series']} series, {res['seconds']:.1f} s) "
-             f"[{done}/{len(todo)}]")
+        log.info("shard %d done (%d series, %.1f s) [%d/%d]", s, res["series"], res["seconds"],
+                 done, len(todo))
     if failed:
         raise JobError(f"{len(failed)} of {len(todo)} shards failed:\n  " + "\n  ".join(sorted(failed)))
 
@@ -584,4 +637,8 @@ def _summarize(out: Path, manifest: dict, seconds: float) -> dict[str, Any]:
                 for c, n in v.items():
                     repairs[f"{prefix}:{c}"] = repairs.get(f"{prefix}:{c}", 0) + int(n)
     s["repairs"] = repairs
+    from .exceptions import summarize_exceptions
+    s["exceptions"] = summarize_exceptions(out)
+    if manifest.get("budget"):
+        s["budget"] = manifest["budget"]
     return s
