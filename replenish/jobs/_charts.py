@@ -86,12 +86,12 @@ def fan_and_inventory(title: str, actual_dates: np.ndarray, actuals: np.ndarray,
         b.axhline(order_up_to, color=ORANGE, lw=1.0, ls=":", label="order-up-to")
     got = np.flatnonzero(np.asarray(arrivals) > 0)
     if len(got):
-        b.scatter(inv_dates[got], on_hand[got], marker="^", s=40, color=RED, zorder=3,
-                  label="arrival")
+        b.scatter(inv_dates[got], on_hand[got], marker="^", s=40 if len(got) < 8 else 16,
+                  color=RED, zorder=3, label="arrival")
     placed = np.flatnonzero(np.asarray(orders) > 0)
     if len(placed):
-        b.scatter(inv_dates[placed], position[placed], marker="o", s=18, color=BLUE, zorder=3,
-                  label="order placed")
+        b.scatter(inv_dates[placed], position[placed], marker="o", s=18 if len(placed) < 8 else 8,
+                  color=BLUE, zorder=3, label="order placed")
     b.set_ylabel("units")
     b.set_title("projected inventory (mean forecast, policy followed)", fontsize=9)
     b.set_ylim(bottom=0)

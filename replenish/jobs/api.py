@@ -74,6 +74,9 @@ def _run(stages, history, inventory=None, out=None, *, future=None, columns=None
             for name in ("forecasts", "orders"):
                 if (Path(cfg.out) / name).exists():
                     summary[name] = read_output(cfg.out, name)
+            if (Path(cfg.out) / "exceptions").exists():
+                from .exceptions import read_exceptions
+                summary["exceptions_table"] = read_exceptions(cfg.out)   # ranked by money
         if out is None:
             summary["out"] = None
         return summary

@@ -43,10 +43,11 @@ def run_demo(out: str | Path = "demo_output", n_workers: int = 2, forecast: dict
     cfg = PlanConfig(history=str(inputs / "history.parquet"), future=str(inputs / "future.parquet"),
                      inventory=str(inputs / "inventory.parquet"), out=str(out / "plan"),
                      columns=c, n_workers=n_workers,
-                     forecast=dict(DEMO_FORECAST if forecast is None else forecast))
+                     forecast=dict(DEMO_FORECAST if forecast is None else forecast), report=True)
     print(f"[replenish] demo: bakery data ({bakery_path().name}), {hist.num_rows} history rows, "
           f"plan as of {cut + dt.timedelta(days=1)}")
     summary = run_plan(cfg, overwrite=True)
     print_summary(summary)
-    print(f"\nResults: forecasts in {out / 'plan' / 'forecasts'}, orders in {out / 'plan' / 'orders'}")
+    print(f"\nResults: forecasts in {out / 'plan' / 'forecasts'}, orders in {out / 'plan' / 'orders'}, "
+          f"exceptions in {out / 'plan' / 'exceptions'}; open {out / 'plan' / 'report.html'}")
     return summary

@@ -455,7 +455,7 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
                         "status": "running", "n_shards": n_shards, "shards": {},
                         "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "config": asdict(cfg),
                         "key_types": _key_types(cfg)}
-            for k in ("history", "inventory", "future"):
+            for k in ("history", "inventory", "future", "budget_table"):
                 if isinstance(cfg.history if k == "history" else getattr(cfg, k), pa.Table):
                     manifest["config"][k] = "<pyarrow.Table>"
         manifest["status"] = "running"
@@ -539,8 +539,11 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
     (out / "_SUCCESS").write_text("")
     if cfg.report:
         from .report import write_report
-        path = write_report(out, ledger=cfg.ledger)
-        summary["report"] = str(path)
+        try:
+            summary["report"] = str(write_report(out, ledger=cfg.ledger))
+        except Exception as e:  # noqa: BLE001  -- the plan itself is complete
+            _say(f"the plan is complete, but its report failed: {type(e).__name__}: {e} (rerun "
+                 f"`replenish report {out}`)")
     return summary
 
 

@@ -483,3 +483,11 @@ def test_category_lists_of_two_panels_unified(history):
         r = p.recode(cats)
         np.testing.assert_array_equal(r.categories["event"][r.known[:, 0].astype(int)],
                                       p.categories["event"][p.known[:, 0].astype(int)])
+
+
+def test_ids_in_messages_read_as_the_user_wrote_them():
+    import numpy as np
+
+    from replenish.engine.validate import examples_text
+    assert examples_text([(np.int64(9), np.str_("L1")), (3.5, "x")], 4) == \
+        " (e.g. (9, 'L1'), (3.5, 'x'), ...)"

@@ -272,3 +272,28 @@ def test_report_renders_in_a_headless_browser(runs, tmp_path):
     with Image.open(shot) as im:
         assert im.size[0] == 1280 and im.size[1] > 2000
     print(f"report screenshot: {shot}")
+
+
+def test_report_size_does_not_grow_with_the_items(runs, tmp_path):
+    """Aggregates plus a fixed number of items: 200,000 more SKU-locations leave the size."""
+    import shutil
+
+    from replenish.jobs.report import write_report
+    small = write_report(runs["capped"], out=tmp_path / "small.html", items=3).stat().st_size
+    big = tmp_path / "big"
+    shutil.copytree(runs["capped"], big)
+    k = 200_000
+    for name in ("orders", "exceptions"):
+        src = next((big / name).rglob("part-*.parquet"))
+        t = pq.read_table(src)
+        reps = pa.concat_tables([t] * (k // t.num_rows + 1)).slice(0, k)
+        sku = pa.array([f"X{i}" for i in range(k)])
+        reps = reps.set_column(reps.column_names.index("sku"), "sku", sku)
+        if name == "exceptions":   # less money than the real ones: they stay on top
+            reps = reps.set_column(reps.column_names.index("value"), "value",
+                                   pc.multiply(reps.column("value"), 1e-6))
+        pq.write_table(reps, src.with_name("part-99999.parquet"))
+    path = write_report(big, out=tmp_path / "big.html", items=3)
+    size = path.stat().st_size
+    assert size < 2_000_000 and abs(size - small) < 0.05 * small, (size, small)
+    assert "200,024" in path.read_text()      # the summary counts every SKU-location
