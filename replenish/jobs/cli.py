@@ -73,7 +73,8 @@ def _job_parser(sub, name: str, help: str, inventory: bool = True,
         o.add_argument("--n-samples", dest="n_samples", type=int, help="Monte Carlo samples per item")
         o.add_argument("--echelon", help="output of `replenish echelon` (its folder or "
                        "stores.parquet): each store's lead time grows by its DC's service time")
-        _planner_options(p)
+        if name in ("plan", "optimize"):
+            _planner_options(p)
     p.add_argument("--seed", type=int, help="seed of the training-series sample and of the "
                    "Monte Carlo draws (the network's own: [forecast] seed)")
     k = p.add_argument_group("cluster")

@@ -529,7 +529,7 @@ def _backtest_section(backtest: str | Path | None) -> str:
                         f"{t.column_names}")
     curves: dict[str, dict[str, np.ndarray]] = {}
     pol = np.asarray(t.column("policy").to_pylist(), dtype=object)
-    for p in dict.fromkeys(pol):
+    for p in sorted(dict.fromkeys(pol), key=lambda v: (v != "replenish", str(v))):  # ours first
         sub = t.filter(pa.array(pol == p))
         curves[str(p)] = {c: _num(sub, c) for c in BACKTEST_COLUMNS[1:]}
     img = _img(_charts.backtest_curves(curves), "service against inventory per policy")
@@ -537,7 +537,8 @@ def _backtest_section(backtest: str | Path | None) -> str:
     if (d / "backtest.json").exists():
         head = json.loads((d / "backtest.json").read_text())
     red = head.get("inventory_reduction_at_equal_service")
-    headline = (f"<p><b>Inventory reduction at equal service: "
+    measure = str(head.get("service_measure", "service")).replace("_", " ")
+    headline = (f"<p><b>Inventory reduction at equal {html.escape(measure)}: "
                 f"{'not measured' if red is None else f'{100 * red:.1f}%'}</b></p>")
     cols = [c for c in ("policy", "target", "fill_rate", "cycle_service_level", "avg_on_hand_units",
                         "avg_on_hand_value", "stockout_days", "total_cost") if c in t.column_names]
