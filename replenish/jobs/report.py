@@ -2,7 +2,7 @@
 
 The file opens offline (no script, no font or style sheet fetched: every picture is a PNG
 embedded as a base64 data URI) and stays small for any number of items, since it holds
-aggregates and a fixed number of items (``items`` per section): about 0.5-1 MB.
+aggregates and a fixed number of items (``items`` per section): about 1 MB.
 
 Sections (each always present; one whose input was not given says how to add it):
 
