@@ -48,6 +48,7 @@ import pyarrow.parquet as pq
 from ..engine.contract import DataError
 from ..engine.io import write_parquet_atomic
 from ..engine.panel import FREQ_DEFAULTS, FREQ_STEP_DAYS
+from . import _progress
 from ._backtest_tasks import POLICIES, forecast_origin_task, shard_freq, simulate_shard_task
 from ._tasks import train_task
 from .cluster import connect
@@ -281,8 +282,9 @@ def _run(cl, cfg: PlanConfig, settings: BacktestSettings, out: Path, manifest: d
         init = prev_model if (k == 0 or not settings.retrain) else None
         if k > 0 and not settings.retrain:
             spec_k["forecast"]["max_steps"] = int(settings.finetune_steps or max(100, base_steps // 4))
-        info = cl.submit(train_task, str(stage), list(range(n_shards)), spec_k, str(model_dir),
-                         cfg.train_series, init, pure=False).result()
+        with _progress.TrainingProgress(cl):
+            info = cl.submit(train_task, str(stage), list(range(n_shards)), spec_k, str(model_dir),
+                             cfg.train_series, init, pure=False).result()
         t1 = time.perf_counter()
         paths = {s: str(out / "origins" / key / "forecasts" / f"part-{s:05d}.parquet")
                  for s in range(n_shards)}
@@ -317,9 +319,17 @@ def _run(cl, cfg: PlanConfig, settings: BacktestSettings, out: Path, manifest: d
         futs.append(cl.submit(simulate_shard_task, str(stage), s, spec, bt_s, str(sim_dir),
                               pure=False, retries=1))
     t0 = time.perf_counter()
-    for d in _gather(cl, futs, "simulate"):
+    failed = []
+    for fut, _ in _progress.completed(futs, "backtest: simulate", unit="shard",
+                                      count=lambda r: r.get("series", 0), count_unit="series"):
+        if fut.status == "error":
+            failed.append(str(fut.exception()))
+            continue
+        d = fut.result()
         manifest["simulated"][str(d["shard"])] = d
         _write_manifest(out, manifest)
+    if failed:
+        raise JobError(f"simulate: {len(failed)} of {len(futs)} shards failed:\n  " + "\n  ".join(sorted(failed)))
     _say(f"backtest: simulated {sum(d.get('series', 0) for d in manifest['simulated'].values())} "
          f"SKU-locations x {2 * len(settings.targets)} policies in {time.perf_counter() - t0:.0f} s")
 
