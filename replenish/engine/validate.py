@@ -9,17 +9,24 @@ Repairs (all logged):
 - negative demand is clipped to zero when ``negative="clip"``;
 - missing demand (null/NaN) is set to zero when ``missing_demand="zero"``;
 - duplicate (sku, location, date) rows are summed when ``duplicates="sum"`` (covariates: first row);
-- missing covariate values are filled forward within the series, then backward, then with 0
-  for a series where the covariate is entirely missing;
-- categorical covariates (``ColumnMap.categorical``) are not filled: a missing label, and the
-  periods of a filled gap, get the "missing" category (the empty label ``""``);
+- missing covariate values of the rows given are filled forward within the series, then
+  backward, then with 0 for a series where the covariate is entirely missing;
+- the periods a filled gap adds have no row, so their covariates follow the gap rules
+  (:func:`gap_rules`), never the value before the gap: 0 for 0/1 flags, the missing label
+  for categories, linear interpolation for other numbers, or the value given per column;
+- categorical covariates (``ColumnMap.categorical``) are not filled: a missing label gets
+  the "missing" category (the empty label ``""``);
 - a missing static category (int or text column) gets the "missing" category ``""`` too
-  (counted as ``static_missing``); a missing static number is an error.
+  (counted as ``static_missing``); a missing static number is an error naming the series,
+  or with ``missing_static="impute"`` the median over series plus a ``<column>_missing``
+  indicator (counted as ``static_imputed``);
+- a key column left at its default name (``sku`` or ``location``) and absent from the
+  table is the constant :data:`KEY_CONSTANT` (series with one key: store or product totals).
 """
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -30,12 +37,55 @@ from .panel import FREQ_DEFAULTS, FREQ_STEP_DAYS, Panel
 
 __all__ = ["build_panel", "check_inventory_rows", "check_rows", "checked_demand",
            "validate_inventory", "infer_freq", "to_categories", "to_dates", "to_numeric",
-           "MISSING_CATEGORY", "id_text", "examples_text", "key_text"]
+           "MISSING_CATEGORY", "KEY_CONSTANT", "constant_keys", "with_constant_keys",
+           "gap_rules", "id_text", "examples_text", "key_text", "MISSING_SUFFIX", "GAP_RULE_WORDS"]
 
 #: Label of a missing value of a categorical covariate (code 0 of every Panel category list).
 MISSING_CATEGORY = ""
+#: The value of a key column the history does not have (store totals: every series is the
+#: SKU "all"; product totals: the location "all").
+KEY_CONSTANT = "all"
+#: Suffix of the indicator column added for an imputed static number (1: imputed).
+MISSING_SUFFIX = "_missing"
+#: Gap rules given by name instead of a value (``--gap-fill price=interpolate``).
+GAP_RULE_WORDS = ("interpolate", "previous")
 
 log = logging.getLogger("replenish")
+#: Repairs that are also counted in ``Panel.report``: the jobs report those once per job
+#: from the counts, so worker processes do not forward these records (``jobs._messages``).
+repair_log = logging.getLogger("replenish.repairs")
+
+
+def constant_keys(names: list[str] | tuple[str, ...], columns: ColumnMap,
+                  what: str = "history") -> tuple[str, ...]:
+    """The key columns of ``columns`` that a table with columns ``names`` lacks and that are
+    filled with :data:`KEY_CONSTANT`: a key left at its default name (``sku``,
+    ``location``) when the other key is there. A key mapped to another name and absent is an
+    error (a typo), and so is a table with neither key."""
+    out = []
+    for role, other in (("sku", "location"), ("location", "sku")):
+        name = getattr(columns, role)
+        if name in names:
+            continue
+        if name != role:
+            raise DataError(f"{what}: required column(s) [{name!r}] missing; it has {list(names)} "
+                            f"(a {what} without a {'product' if role == 'sku' else 'location'} "
+                            f"column: leave --{role}-col out, and every series has the {role} "
+                            f"{KEY_CONSTANT!r})")
+        if getattr(columns, other) not in names:
+            raise DataError(f"{what}: required column(s) {[columns.sku, columns.location]} "
+                            f"missing: it needs at least one key column; it has {list(names)}. "
+                            f"Map your names with --sku-col/--location-col")
+        out.append(name)
+    return tuple(out)
+
+
+def with_constant_keys(table: pa.Table, keys: tuple[str, ...] | list[str]) -> pa.Table:
+    """``table`` with a text column :data:`KEY_CONSTANT` for each absent name in ``keys``."""
+    for k in keys:
+        if k not in table.column_names:
+            table = table.append_column(k, pa.array([KEY_CONSTANT] * table.num_rows, pa.string()))
+    return table
 
 
 def to_dates(arr: pa.ChunkedArray | pa.Array, column: str, fmt: str | None = None) -> np.ndarray:
@@ -169,7 +219,7 @@ def checked_demand(arr: pa.ChunkedArray | pa.Array, column: str, negative: str =
         demand[bad] = 0.0
         if report is not None:
             report["missing_demand_zeroed"] = int(bad.sum())
-            log.warning("%d rows with missing demand set to zero", int(bad.sum()))
+            repair_log.warning("%d rows with missing demand set to zero", int(bad.sum()))
     neg = demand < 0
     if neg.any():
         if negative == "error":
@@ -178,7 +228,7 @@ def checked_demand(arr: pa.ChunkedArray | pa.Array, column: str, negative: str =
         demand[neg] = 0.0
         if report is not None:
             report["negative_clipped"] = int(neg.sum())
-            log.warning("%d rows with negative demand clipped to zero", int(neg.sum()))
+            repair_log.warning("%d rows with negative demand clipped to zero", int(neg.sum()))
     return demand
 
 
@@ -261,7 +311,11 @@ def infer_freq(series_id: np.ndarray, dates: np.ndarray) -> str:
 def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str | None = None,
                 negative: str = "error", missing_demand: str = "error", duplicates: str = "error",
                 min_history: int = 1, future: pa.Table | None = None,
-                horizon: int | str | None = None, end: Any = None) -> Panel:
+                horizon: int | str | None = None, end: Any = None,
+                missing_static: str = "error", static_fill: Mapping[str, float] | None = None,
+                static_numbers: Iterable[str] | None = None,
+                gap_fill: Mapping[str, Any] | None = None,
+                flags: Iterable[str] | None = None) -> Panel:
     """Validate a long demand table and build the :class:`Panel`.
 
     Parameters
@@ -291,13 +345,39 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
         is extended to its last period on or before ``end`` with zero demand, counted as
         ``trailing_filled`` in the report and logged, so that every series is forecast and
         ordered from the same day. Without it each series ends at its own last row.
+    missing_static : {"error", "impute"}
+        A static number (float column) missing for some series: raise naming the series, or
+        give those series the median over series (``static_fill``) and add the indicator
+        column ``<column>_missing`` (1 for them, else 0), counted as ``static_imputed``.
+    static_fill : dict, optional
+        The value each static number is imputed with (the jobs pass the median over all the
+        history's series, so every shard agrees); every column named gets its indicator,
+        even where nothing is missing. Without it: this table's median over series, and an
+        indicator only for the columns with missing values.
+    static_numbers : list of str, optional
+        The static columns that are numbers (the jobs pass them, so that a column read as
+        integers in one file and as floats in another is one thing). Default: float and
+        decimal columns; the other static columns are categories.
+    gap_fill : dict, optional
+        Column -> value (a number, a label for a categorical covariate, or "interpolate" /
+        "previous") of the covariates in the periods a filled gap or extension adds; see
+        :func:`gap_rules` for the defaults.
+    flags : list of str, optional
+        The numeric covariates that are 0/1 flags (0 in filled periods by default). Default:
+        those whose values in this table are all 0 or 1.
     """
     columns.check_distinct()
     for name, opts, v in (("negative", ("error", "clip"), negative),
                           ("missing_demand", ("error", "zero"), missing_demand),
-                          ("duplicates", ("error", "sum"), duplicates)):
+                          ("duplicates", ("error", "sum"), duplicates),
+                          ("missing_static", ("error", "impute"), missing_static)):
         if v not in opts:
             raise ValueError(f"{name} must be one of {opts}, got {v!r}")
+    one_key = constant_keys(table.column_names, columns)
+    if one_key:
+        log.info("history: no column %s: every series has the %s %r", one_key,
+                 "sku" if one_key[0] == columns.sku else "location", KEY_CONSTANT)
+        table = with_constant_keys(table, one_key)
     missing = [c for c in columns.all_columns() if c not in table.column_names]
     if missing:
         raise DataError(f"history: required column(s) {missing} missing; the table has "
@@ -362,7 +442,7 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
         new_series = new_series[firsts]
         keep_idx = firsts
         report["duplicates_summed"] = n_dup
-        log.warning("%d duplicate rows summed into their first row", n_dup)
+        repair_log.warning("%d duplicate rows summed into their first row", n_dup)
     else:
         keep_idx = None
 
@@ -407,7 +487,7 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
         trailing = int((common - lengths).sum())
         if trailing:
             report["trailing_filled"] = trailing
-            log.info("%d periods after %d series' last rows, up to %s, filled with zero demand",
+            repair_log.info("%d periods after %d series' last rows, up to %s, filled with zero demand",
                      trailing, int((common > lengths).sum()), end_day)
             # A location none of whose series has a row in its last periods looks like a late
             # feed rather than no sales: named, so that the zeros are not taken for demand.
@@ -421,11 +501,12 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
                 one = np.zeros(n_loc, np.int64)
                 one[loc_code[::-1]] = np.arange(len(loc_code))[::-1]   # a series of each
                 report["locations_without_recent_rows"] = int(len(quiet))
-                log.warning("%d location(s) have no row in the last period(s) of the history "
-                            "(e.g. %s); their series were extended with zero demand: if their "
-                            "feeds are late, rerun once they are in, or use --no-align-end",
-                            len(quiet), ", ".join(f"{id_text(loc[one[i]])}: {int(min_lag[i])} periods"
-                                                  for i in quiet[:3]))
+                named = [f"{id_text(loc[one[i]])}: {int(min_lag[i])} periods" for i in quiet[:3]]
+                report["locations_without_recent_rows_examples"] = named
+                repair_log.warning("%d location(s) have no row in the last period(s) of the "
+                                   "history (e.g. %s); their series were extended with zero "
+                                   "demand: if their feeds are late, rerun once they are in, or "
+                                   "use --no-align-end", len(quiet), ", ".join(named))
             lengths = common
     indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     rows = indptr[sid] + pos
@@ -433,40 +514,77 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
     gaps = n_rows - len(rows) - trailing
     if gaps:
         report["gaps_filled"] = gaps
-        log.info("%d missing periods filled with zero demand", gaps)
+        repair_log.info("%d missing periods filled with zero demand", gaps)
         if gaps > len(rows):
-            log.warning("more periods were missing and filled with zero demand (%d) than the "
-                        "history has rows (%d): check the frequency (%s) and the dates",
-                        gaps, len(rows), freq)
+            repair_log.warning("more periods were missing and filled with zero demand (%d) "
+                               "than the history has rows (%d): check the frequency (%s) and "
+                               "the dates", gaps, len(rows), freq)
+    # missing values of the rows given come from the series' own rows, never from a gap
+    given_ptr = np.concatenate([[0], np.cumsum(np.bincount(sid, minlength=n_series))])
+    filled = _fill_covariates(cov, given_ptr.astype(np.int64), cov_names)
+    if filled:
+        report["covariates_filled"] = filled
+        repair_log.info("missing covariate values filled (forward, backward, else 0): %s", filled)
     if gaps or trailing:
         flat_demand = np.zeros(n_rows, dtype=np.float32)
         flat_demand[rows] = demand
-        flat_cov = np.full((n_rows, len(cov_names)), np.nan, dtype=np.float32)
+        flat_cov = np.empty((n_rows, len(cov_names)), dtype=np.float32)
         flat_cov[rows] = cov
-        for j, c in enumerate(cov_names):
-            if c in categories:   # a filled gap has no label: the missing category
-                flat_cov[:, j] = np.nan_to_num(flat_cov[:, j], nan=0.0)
+        if cov_names:   # the added periods have no row: their covariates follow the gap rules
+            given = np.zeros(n_rows, dtype=bool)
+            given[rows] = True
+            rules = gap_rules(columns, gap_fill, _flag_columns(cov, cov_names, categories)
+                              if flags is None else flags)
+            report["gap_fill"] = _fill_gap_periods(flat_cov, given, indptr, cov_names, rules,
+                                                   categories)
+            report["gap_fill_rules"] = rules
+            repair_log.info("covariates of the %d filled periods: %s", n_rows - len(rows),
+                            rules_text(rules))
     else:   # rows are sorted and unique, so without gaps they are 0 .. n_rows-1
         flat_demand = demand.astype(np.float32)
         flat_cov = cov
-    filled = _fill_covariates(flat_cov, indptr, cov_names)
-    if filled:
-        report["covariates_filled"] = filled
-        log.info("missing covariate values filled (forward, backward, else 0): %s", filled)
 
     static: dict[str, np.ndarray] = {}
+    numbers = None if static_numbers is None else set(static_numbers)
     for c in columns.static:
         col = column(c)
         if keep_idx is not None:
             col = col.take(pa.array(keep_idx))
-        if col.null_count:
-            if pa.types.is_floating(col.type) or pa.types.is_decimal(col.type):
-                raise DataError(f"column '{c}': rule 'a numeric static attribute must not be "
-                                f"missing' broken by {col.null_count} rows")
+        col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        is_number = (pa.types.is_floating(col.type) or pa.types.is_decimal(col.type)) \
+            if numbers is None else c in numbers
+        flag = None
+        if is_number:
+            v = to_numeric(col, c)
+            lacking = np.zeros(n_series, dtype=bool)
+            np.logical_or.at(lacking, sid, np.isnan(v))
+            if lacking.any():
+                where = np.flatnonzero(lacking)
+                if missing_static == "error":
+                    raise DataError(f"column '{c}': rule 'a numeric static attribute must not be "
+                                    f"missing' broken by {len(where)} series"
+                                    f"{_examples(sku, loc, where)} (use --missing-static impute "
+                                    f"for the median over series plus a missing indicator)")
+                fill = (static_fill or {}).get(c)
+                if fill is None:
+                    fill = float(np.median(series_values(v, sid, n_series)[~lacking])) \
+                        if (~lacking).any() else 0.0
+                v = np.where(np.isnan(v), fill, v)
+                report.setdefault("static_imputed", {})[c] = len(where)
+                repair_log.warning("column '%s': %d series without a value%s get the median "
+                                   "over series, %g, and %s = 1", c, len(where),
+                                   _examples(sku, loc, where), fill, c + MISSING_SUFFIX)
+            if lacking.any() or (static_fill is not None and c in static_fill):
+                flag = lacking.astype(np.float64)
+            col = pa.array(v)
+        elif col.null_count:
             # a category (int or text): a missing label is its own category, ""
             report.setdefault("static_missing", {})[c] = col.null_count
-            log.warning("column '%s': %d rows without a static attribute get the missing "
-                        "category", c, col.null_count)
+            lacking = np.zeros(n_series, dtype=bool)
+            np.logical_or.at(lacking, sid, col.is_null().to_numpy(zero_copy_only=False))
+            report.setdefault("static_missing_series", {})[c] = int(lacking.sum())
+            repair_log.warning("column '%s': %d rows without a static attribute get the "
+                               "missing category", c, col.null_count)
             col = pc.fill_null(pc.cast(col, pa.string()), MISSING_CATEGORY)
         code, values = _rank_codes(col)
         varies = np.zeros(n_series, dtype=bool)
@@ -474,8 +592,15 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
         np.logical_or.at(varies, sid[1:][change], True)
         if varies.any():
             raise DataError(f"column '{c}': rule 'static attribute is constant within a series' "
-                            f"broken by {int(varies.sum())} series")
+                            f"broken by {int(varies.sum())} series"
+                            f"{_examples(sku, loc, np.flatnonzero(varies))}")
         static[c] = values[code[firsts]]
+        if flag is not None:
+            name = c + MISSING_SUFFIX
+            if name in columns.all_columns():
+                raise DataError(f"column '{name}': the indicator of the imputed static column "
+                                f"'{c}' has the name of one of your columns; rename it")
+            static[name] = flag
 
     nk = len(columns.known)
     panel = Panel(sku=sku, location=loc, start=start, indptr=indptr,
@@ -519,6 +644,132 @@ def _fill_covariates(cov: np.ndarray, indptr: np.ndarray, names: tuple[str, ...]
     return counts
 
 
+def series_values(v: np.ndarray, sid: np.ndarray, n_series: int) -> np.ndarray:
+    """Each series' first non-missing value of a per-row column (NaN where it has none),
+    shape (n_series,); rows sorted by series ``sid``."""
+    out = np.full(n_series, np.nan)
+    ok = ~np.isnan(v)
+    idx = np.flatnonzero(ok)
+    s = sid[idx]
+    first = np.ones(len(s), dtype=bool)
+    first[1:] = s[1:] != s[:-1]
+    out[s[first]] = v[idx[first]]
+    return out
+
+
+def _flag_columns(cov: np.ndarray, names: tuple[str, ...], categories: dict) -> list[str]:
+    """The numeric covariates whose values are all 0 or 1 (and not all missing): flags."""
+    out = []
+    for j, name in enumerate(names):
+        if name in categories:
+            continue
+        v = cov[:, j]
+        v = v[~np.isnan(v)]
+        if len(v) and np.isin(v, (0.0, 1.0)).all():
+            out.append(name)
+    return out
+
+
+def gap_rules(columns: ColumnMap, gap_fill: Mapping[str, Any] | None = None,
+              flags: Iterable[str] = ()) -> dict[str, str]:
+    """What each covariate is in the periods that have no row (filled gaps, and the periods
+    a series is extended by to the history's end), as text.
+
+    Never the value before the gap (a store closed for six months was not open with zero
+    sales): by default 0 for a 0/1 flag (``flags``: open, promotion, holiday flags), the
+    missing label ``""`` for a categorical covariate, and for other numbers (price,
+    temperature) the straight line between the values before and after the gap (the last
+    value when nothing follows). ``gap_fill`` gives a column its own rule: a number, a label
+    (categorical covariates), ``"interpolate"`` or ``"previous"`` (the value before the gap).
+    """
+    gap_fill = dict(gap_fill or {})
+    covs = columns.known + columns.observed
+    stray = sorted(set(gap_fill) - set(covs))
+    if stray:
+        raise DataError(f"gap fill: {stray} are not known or observed covariates "
+                        f"({list(covs)}); only covariates are filled in gaps")
+    flags = set(flags)
+    rules: dict[str, str] = {}
+    for c in covs:
+        given = gap_fill.get(c)
+        if given is None:
+            rules[c] = MISSING_CATEGORY if c in columns.categorical else \
+                "0" if c in flags else "interpolate"
+            continue
+        text = str(given).strip()
+        if isinstance(given, bool):
+            text = str(int(given))
+        if c in columns.categorical:
+            if text == "interpolate":
+                raise DataError(f"gap fill: '{c}' is categorical: give a label or 'previous', "
+                                f"not 'interpolate'")
+            rules[c] = str(given) if not isinstance(given, float) or not given.is_integer() \
+                else str(int(given))
+        elif text in GAP_RULE_WORDS:
+            rules[c] = text
+        else:
+            try:
+                number = float(text)
+            except ValueError:
+                raise DataError(f"gap fill: '{c}={given}': a number, or one of "
+                                f"{list(GAP_RULE_WORDS)}") from None
+            rules[c] = f"{number:g}"
+    return rules
+
+
+def rules_text(rules: Mapping[str, str]) -> str:
+    """'Open=0, price interpolated, event: missing label' for a log line."""
+    parts = []
+    for c, r in rules.items():
+        if r == "interpolate":
+            parts.append(f"{c} interpolated")
+        elif r == "previous":
+            parts.append(f"{c} as before the gap")
+        elif r == MISSING_CATEGORY:
+            parts.append(f"{c}: missing label")
+        else:
+            parts.append(f"{c}={r}")
+    return ", ".join(parts)
+
+
+def _fill_gap_periods(cov: np.ndarray, given: np.ndarray, indptr: np.ndarray,
+                      names: tuple[str, ...], rules: Mapping[str, str],
+                      categories: dict[str, np.ndarray]) -> dict[str, int]:
+    """Covariates of the rows without input (``~given``) by ``rules``, in place; the
+    categories lists gain a label given for gaps. Returns the rows filled per column. The
+    first row of every series is given (a series starts at its first row)."""
+    n = cov.shape[0]
+    gap = np.flatnonzero(~given)
+    if not len(gap):
+        return {}
+    ar = np.arange(n)
+    prev = np.maximum.accumulate(np.where(given, ar, -1))[gap]
+    nxt = np.minimum.accumulate(np.where(given, ar, n)[::-1])[::-1][gap]
+    seg_end = np.repeat(indptr[1:] - 1, np.diff(indptr))[gap]
+    has_next = nxt <= seg_end
+    counts = {}
+    for j, name in enumerate(names):
+        rule = rules[name]
+        col = cov[:, j]
+        if rule == "previous":
+            col[gap] = col[prev]
+        elif rule == "interpolate":
+            after = col[np.where(has_next, nxt, prev)]
+            w = np.where(has_next, (gap - prev) / np.maximum(nxt - prev, 1), 0.0)
+            col[gap] = col[prev] + w * (after - col[prev])
+        elif name in categories:
+            labels = categories[name]
+            at = np.flatnonzero(labels == rule)
+            if not len(at):
+                categories[name] = labels = np.append(labels, np.array([rule], dtype=object))
+                at = [len(labels) - 1]
+            col[gap] = float(at[0])
+        else:
+            col[gap] = float(rule)
+        counts[name] = len(gap)
+    return counts
+
+
 def key_text(values: Any) -> np.ndarray:
     """Ids as text (object array), by pyarrow's cast as the hash shards do (``jobs._sharding``):
     7, "7" and 7.0 are all "7" (float ids come from CSV files and pandas merges)."""
@@ -554,7 +805,9 @@ def _future_known(panel: Panel, future: pa.Table, columns: ColumnMap,
     sid = _match_keys(panel, future.column(columns.sku), future.column(columns.location))
     unknown = sid < 0
     if unknown.any():
-        log.warning("future: %d rows for SKU-locations not in the history ignored", int(unknown.sum()))
+        panel.report["future_rows_unknown"] = int(unknown.sum())
+        repair_log.warning("future: %d rows for SKU-locations not in the history ignored",
+                           int(unknown.sum()))
     step = FREQ_STEP_DAYS[panel.freq]
     off = (fdates - panel.end[np.clip(sid, 0, None)]).astype(np.int64)
     pos = off // step - 1
@@ -562,7 +815,9 @@ def _future_known(panel: Panel, future: pa.Table, columns: ColumnMap,
     h = int(horizon or (pos[valid].max() + 1 if valid.any() else 0))
     valid &= pos < h
     if (~unknown & ~valid).any():
-        log.info("future: %d rows outside the forecast horizon ignored", int((~unknown & ~valid).sum()))
+        panel.report["future_rows_outside_horizon"] = int((~unknown & ~valid).sum())
+        repair_log.info("future: %d rows outside the forecast horizon ignored",
+                        int((~unknown & ~valid).sum()))
     k = len(columns.known)
     out = np.full((panel.n_series, h, k), np.nan, dtype=np.float32)
     if k:
@@ -583,7 +838,7 @@ def _future_known(panel: Panel, future: pa.Table, columns: ColumnMap,
             last = panel.known[panel.indptr[1:] - 1]
             out = np.where(miss, last[:, None, :], out)
             panel.report["future_known_filled"] = int(miss.sum())
-            log.warning("future: %d missing known-covariate values filled with the series' last "
+            repair_log.warning("future: %d missing known-covariate values filled with the series' last "
                         "known value", int(miss.sum()))
     return out
 
@@ -640,7 +895,7 @@ def _inventory_values(inventory: pa.Table, defaults: InventoryDefaults,
                 v[nulls] = fill
                 if report is not None and not np.isnan(fill):
                     report.setdefault("inventory_defaulted", {})[name] = int(nulls.sum())
-                    log.warning("inventory column '%s': %d missing values set to the default "
+                    repair_log.warning("inventory column '%s': %d missing values set to the default "
                                 "%g", name, int(nulls.sum()), fill)
             elif nulls.any():
                 raise DataError(f"inventory column '{name}': rule 'must not be missing' broken by "
@@ -678,17 +933,27 @@ def check_inventory_rows(inventory: pa.Table, columns: ColumnMap = ColumnMap(),
 
 
 def id_text(value: Any) -> str:
-    """An id as the user wrote it, for messages: ``9`` (not ``np.int64(9)``), ``'S1'``."""
+    """An id as the user wrote it, for messages: ``9`` (not ``np.int64(9)``), text quoted
+    (``'S1'``), a float id that is a whole number without its ``.0``."""
     if isinstance(value, np.generic):
         value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     return repr(value)
 
 
 def examples_text(pairs: list[tuple[Any, Any]], total: int) -> str:
-    """' (e.g. (sku, location), ...)' naming ``pairs``, of ``total`` keys in all ('' if none)."""
+    """' (e.g. (sku, location), ...)' naming ``pairs``, of ``total`` keys in all ('' if none).
+
+    A key that is :data:`KEY_CONSTANT` in every pair (a history with one key) is left out:
+    ' (e.g. 3, 6, ...)'."""
     if not pairs:
         return ""
     more = ", ..." if total > len(pairs) else ""
+    one = [all(str(p[i]) == KEY_CONSTANT for p in pairs) for i in (0, 1)]
+    if one[0] != one[1]:
+        keep = 1 if one[0] else 0
+        return f" (e.g. {', '.join(id_text(p[keep]) for p in pairs)}{more})"
     return f" (e.g. {', '.join(f'({id_text(s)}, {id_text(l)})' for s, l in pairs)}{more})"
 
 

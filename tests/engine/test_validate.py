@@ -107,8 +107,13 @@ def test_gaps_filled_with_zero_and_counted(history):
     assert p.report["gaps_filled"] == 3
     assert p.n_rows == history.num_rows
     assert p.demand[5] == 0 and p.demand[6] == 0
-    # covariates in the gap are carried forward from the previous period
-    assert p.known[5, 0] == pytest.approx(history.column("price")[4].as_py())
+    # in the gap: a number (price) on the line between the periods around it, a 0/1 flag 0
+    price = history.column("price").to_numpy()
+    np.testing.assert_allclose(p.known[5:7, 0], price[4] + (price[7] - price[4]) * np.array([1, 2]) / 3,
+                               rtol=1e-6)
+    assert (p.known[[5, 6, 40], 1] == 0).all()
+    assert p.report["gap_fill"] == {"price": 3, "promo": 3}
+    assert p.report["gap_fill_rules"] == {"price": "interpolate", "promo": "0"}
 
 
 def test_series_without_recent_rows_extend_to_the_common_end(history, caplog):
@@ -133,8 +138,10 @@ def test_series_without_recent_rows_extend_to_the_common_end(history, caplog):
     np.testing.assert_array_equal(p.demand[p.indptr[1] + 25: p.indptr[2]], 0)
     np.testing.assert_array_equal(p.demand[p.indptr[3] + 18:], 0)
     np.testing.assert_array_equal(p.demand[p.indptr[1]: p.indptr[1] + 25], own.demand[own.indptr[1]: own.indptr[2]])
-    # covariates in the added periods are carried forward from the last reported one
+    # in the added periods a number keeps the last reported value (nothing follows to
+    # interpolate to), a 0/1 flag is 0
     assert (p.known[p.indptr[3] + 18:, 0] == p.known[p.indptr[3] + 17, 0]).all()
+    assert (p.known[p.indptr[3] + 18:, 1] == 0).all()
     with pytest.raises(DataError, match=r"rule 'no date after the history's end 2024-01-20' broken by 25 rows"):  # 10 + 5 + 10 + 0
         build_panel(t, COLS, end="2024-01-20")
 
@@ -221,7 +228,7 @@ def test_missing_static_category_is_its_own_category(history):
     size[5] = None
     t = history.append_column("size", pa.array(size, pa.float64()))
     with pytest.raises(DataError, match=r"column 'size': rule 'a numeric static attribute must "
-                                        r"not be missing' broken by 1 rows"):
+                                        r"not be missing' broken by 1 series \(e.g. \('S0', 'L0'\)\)"):
         build_panel(t, ColumnMap(known=("price", "promo"), static=("category", "size")))
 
 
@@ -491,3 +498,116 @@ def test_ids_in_messages_read_as_the_user_wrote_them():
     from replenish.engine.validate import examples_text
     assert examples_text([(np.int64(9), np.str_("L1")), (3.5, "x")], 4) == \
         " (e.g. (9, 'L1'), (3.5, 'x'), ...)"
+
+
+# ---- real feeds: one key, missing static numbers, what fills a gap -------------------------
+
+def test_history_with_one_key_gets_the_constant_for_the_other():
+    t = make_history(n_series=4, n_days=10, str_keys=False).drop_columns(["sku"])
+    t = t.rename_columns([c if c != "location" else "store" for c in t.column_names])
+    t = t.slice(0, 20)   # the first two series: stores 0 and 1, ten days each
+    p = build_panel(t, ColumnMap(location="store", known=("price",)))
+    assert p.sku.tolist() == ["all", "all"] and p.location.tolist() == [0, 1]
+    assert p.location.dtype == np.int64
+    # product totals: no location column
+    q = build_panel(t.rename_columns([c if c != "store" else "sku" for c in t.column_names]),
+                    ColumnMap(known=("price",)))
+    assert q.location.tolist() == ["all", "all"] and q.sku.tolist() == [0, 1]
+    # a key mapped to a name the table lacks is a typo, not one-key data
+    with pytest.raises(DataError, match=r"required column\(s\) \['item'\] missing.*leave "
+                                        r"--sku-col out"):
+        build_panel(t, ColumnMap(sku="item", location="store"))
+    with pytest.raises(DataError, match="at least one key column"):
+        build_panel(t.drop_columns(["store"]), ColumnMap())
+
+
+def _with_size(history: pa.Table, missing_series: list[int], n_days: int = 30) -> pa.Table:
+    # a static number per series (series i: 10 * (i + 1)); missing for the series listed
+    sid = np.repeat(np.arange(history.num_rows // n_days), n_days)
+    size = (10.0 * (sid + 1)).tolist()
+    for i, s in enumerate(sid):
+        if s in missing_series:
+            size[i] = None
+    return history.append_column("size", pa.array(size, pa.float64()))
+
+
+def test_static_number_missing_for_three_series_named_or_imputed():
+    full = make_history(n_series=8, n_days=30)
+    # series 7 has 10 rows, the others 30: the median is over series, not over rows
+    short = pa.array(~((np.arange(240) // 30 == 7) & (np.arange(240) % 30 < 20)))
+    t = _with_size(full, [1, 4, 6]).filter(short)
+    cols = ColumnMap(known=("price",), static=("category", "size"))
+    with pytest.raises(DataError, match=r"column 'size': rule 'a numeric static attribute must "
+                                        r"not be missing' broken by 3 series \(e.g. \('S0', 'L1'\), "
+                                        r"\('S2', 'L0'\), \('S3', 'L0'\)\) \(use --missing-static "
+                                        r"impute"):
+        build_panel(t, cols)
+    p = build_panel(t, cols, missing_static="impute")
+    known = [10.0 * (s + 1) for s in range(8) if s not in (1, 4, 6)]  # 10 30 40 60 80
+    assert np.median(known) == 40.0   # (over the rows it would be 30: series 7 is short)
+    np.testing.assert_array_equal(p.static["size"], [10, 40, 30, 40, 40, 60, 40, 80])
+    np.testing.assert_array_equal(p.static["size_missing"], [0, 1, 0, 0, 1, 0, 1, 0])
+    assert p.report["static_imputed"] == {"size": 3}
+    # the jobs' value (the median over the whole history) wins, and its indicator is there
+    # even in a panel with nothing missing
+    q = build_panel(t, cols, missing_static="impute", static_fill={"size": 55.0})
+    assert set(q.static["size"][[1, 4, 6]]) == {55.0}
+    r = build_panel(_with_size(full, []), cols, missing_static="impute", static_fill={"size": 55.0})
+    assert (r.static["size_missing"] == 0).all() and "static_imputed" not in r.report
+    assert "size_missing" not in build_panel(_with_size(full, []), cols).static
+    # a static column read as integers in one file is a number when the job says so
+    ints = _with_size(full, [])
+    ints = ints.set_column(7, "size", pa.array(np.asarray(ints.column("size")).astype(np.int64)))
+    assert build_panel(ints, cols).static["size"].dtype.kind != "f"          # a category
+    assert build_panel(ints, cols, static_numbers=["size"]).static["size"].dtype.kind == "f"
+
+
+def test_a_six_month_gap_gets_the_gap_rules_not_the_values_before_it():
+    """A store closed for six months: no rows for 184 days. The gap's periods are not 'open,
+    on promotion, at the last price, with zero sales'."""
+    import pandas as pd
+    days = pd.date_range("2023-01-01", "2023-12-31", freq="D")
+    rng = np.random.default_rng(4)
+    n = len(days)
+    frame = pd.DataFrame({
+        "sku": "all", "store": 7, "date": days, "sales": rng.poisson(50, n).astype(float),
+        "Open": np.where(days.dayofweek == 6, 0, 1), "Promo": (days.day < 15).astype(int),
+        "price": np.round(2 + np.arange(n) / 100, 2),
+        "temp": 10 + 10 * np.sin(np.arange(n) / 58.0),
+        "event": np.where(days.day == 1, "first", None)})
+    closed = (days >= "2023-03-01") & (days < "2023-09-01")
+    t = pa.Table.from_pandas(frame[~closed], preserve_index=False)
+    cols = ColumnMap(location="store", demand="sales", known=("Open", "Promo", "price", "event"),
+                     observed=("temp",), categorical=("event",))
+    p = build_panel(t, cols)
+    gap = np.flatnonzero(closed)
+    assert p.report["gaps_filled"] == closed.sum() == 184
+    assert (p.demand[gap] == 0).all()
+    k = list(p.known_names)
+    assert (p.known[gap, k.index("Open")] == 0).all() and (p.known[gap, k.index("Promo")] == 0).all()
+    assert (p.categories["event"][p.known[gap, k.index("event")].astype(int)] == "").all()
+    # numbers on the straight line between the days around the gap (pandas' linear
+    # interpolation of the reindexed series is the reference)
+    ref = frame.assign(price=frame["price"].where(~closed), temp=frame["temp"].where(~closed))
+    np.testing.assert_allclose(p.known[gap, k.index("price")], ref["price"].interpolate()[closed],
+                               rtol=1e-5)
+    np.testing.assert_allclose(p.observed[gap, 0], ref["temp"].interpolate()[closed], rtol=1e-5)
+    assert p.report["gap_fill"] == {c: 184 for c in ("Open", "Promo", "price", "event", "temp")}
+    # given per column: a value, a new label, the value before the gap
+    q = build_panel(t, cols, gap_fill={"Open": 0, "Promo": "previous", "event": "closed",
+                                       "price": 9.5})
+    assert (q.known[gap, k.index("Promo")] == frame["Promo"].iloc[gap[0] - 1]).all()
+    assert (q.categories["event"][q.known[gap, k.index("event")].astype(int)] == "closed").all()
+    assert (q.known[gap, k.index("price")] == 9.5).all()
+    assert q.report["gap_fill_rules"] == {"Open": "0", "Promo": "previous", "price": "9.5",
+                                          "event": "closed", "temp": "interpolate"}
+    # rows that are there keep their values; a missing value in a row comes from the
+    # series' own rows (the day before), not from the gap
+    assert (q.known[~closed, k.index("Open")] == frame["Open"][~closed]).all()
+    with pytest.raises(DataError, match=r"gap fill: \['sales'\] are not known or observed"):
+        build_panel(t, cols, gap_fill={"sales": 0})
+    with pytest.raises(DataError, match=r"'price=cheap': a number, or one of"):
+        build_panel(t, cols, gap_fill={"price": "cheap"})
+    # flags given by the job (all shards): 'Open' alone is a flag, so Promo is interpolated
+    r = build_panel(t, cols, flags=["Open"])
+    assert r.report["gap_fill_rules"]["Promo"] == "interpolate"
