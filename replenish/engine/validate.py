@@ -37,7 +37,7 @@ from .panel import FREQ_DEFAULTS, FREQ_STEP_DAYS, Panel
 
 __all__ = ["build_panel", "check_inventory_rows", "check_rows", "checked_demand",
            "validate_inventory", "infer_freq", "to_categories", "to_dates", "to_numeric",
-           "MISSING_CATEGORY", "KEY_CONSTANT", "constant_keys", "with_constant_keys",
+           "MISSING_CATEGORY", "KEY_CONSTANT", "constant_keys", "missing_hint", "with_constant_keys",
            "gap_rules", "id_text", "examples_text", "key_text", "MISSING_SUFFIX", "GAP_RULE_WORDS"]
 
 #: Label of a missing value of a categorical covariate (code 0 of every Panel category list).
@@ -56,28 +56,30 @@ log = logging.getLogger("replenish")
 repair_log = logging.getLogger("replenish.repairs")
 
 
-def constant_keys(names: list[str] | tuple[str, ...], columns: ColumnMap,
-                  what: str = "history") -> tuple[str, ...]:
+def constant_keys(names: list[str] | tuple[str, ...], columns: ColumnMap) -> tuple[str, ...]:
     """The key columns of ``columns`` that a table with columns ``names`` lacks and that are
     filled with :data:`KEY_CONSTANT`: a key left at its default name (``sku``,
-    ``location``) when the other key is there. A key mapped to another name and absent is an
-    error (a typo), and so is a table with neither key."""
+    ``location``) when the other key is there. (A key mapped to another name and absent is
+    a typo, and a table with neither key has no series: both are missing columns, see
+    :func:`missing_hint`.)"""
     out = []
     for role, other in (("sku", "location"), ("location", "sku")):
         name = getattr(columns, role)
-        if name in names:
-            continue
-        if name != role:
-            raise DataError(f"{what}: required column(s) [{name!r}] missing; it has {list(names)} "
-                            f"(a {what} without a {'product' if role == 'sku' else 'location'} "
-                            f"column: leave --{role}-col out, and every series has the {role} "
-                            f"{KEY_CONSTANT!r})")
-        if getattr(columns, other) not in names:
-            raise DataError(f"{what}: required column(s) {[columns.sku, columns.location]} "
-                            f"missing: it needs at least one key column; it has {list(names)}. "
-                            f"Map your names with --sku-col/--location-col")
-        out.append(name)
+        if name not in names and name == role and getattr(columns, other) in names:
+            out.append(name)
     return tuple(out)
+
+
+def missing_hint(missing: list[str], columns: ColumnMap) -> str:
+    """What to do about missing key columns, for the 'required column(s) missing' error."""
+    for role in ("sku", "location"):
+        name = getattr(columns, role)
+        if name in missing and name != role:
+            return (f" (a table without a {'product' if role == 'sku' else 'location'} column: "
+                    f"leave --{role}-col out, and every series has the {role} {KEY_CONSTANT!r})")
+    if columns.sku in missing and columns.location in missing:
+        return " (at least one key column is needed: map yours with --sku-col/--location-col)"
+    return ""
 
 
 def with_constant_keys(table: pa.Table, keys: tuple[str, ...] | list[str]) -> pa.Table:
@@ -382,7 +384,8 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
     if missing:
         raise DataError(f"history: required column(s) {missing} missing; the table has "
                         f"{table.column_names}. Map your names with --sku-col/--location-col/"
-                        f"--date-col/--demand-col/--known-cols/--observed-cols/--static-cols")
+                        f"--date-col/--demand-col/--known-cols/--observed-cols/--static-cols"
+                        f"{missing_hint(missing, columns)}")
     if table.num_rows == 0:
         raise DataError("history: rule 'at least one row' broken: the table is empty")
     report: dict[str, Any] = {"input_rows": table.num_rows}
@@ -977,6 +980,11 @@ def validate_inventory(inventory: pa.Table, panel: Panel, columns: ColumnMap = C
     (``unmatched="error"``; ``"drop"`` ignores extra inventory rows with a logged count),
     and impossible values; key errors name up to three of the keys.
     """
+    for role in ("sku", "location"):   # a history with one key: so may the inventory be
+        name, values = getattr(columns, role), getattr(panel, role)
+        if name not in inventory.column_names and role not in inventory.column_names and \
+                len(values) and (np.asarray(values).astype(str) == KEY_CONSTANT).all():
+            inventory = with_constant_keys(inventory, [name])
     sc, lc = _inventory_keys(inventory, columns)
     inventory = _plain(inventory)
     pos = _match_keys(panel, inventory.column(sc), inventory.column(lc))

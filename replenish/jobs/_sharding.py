@@ -142,6 +142,9 @@ def count_locations(source: Any, file: str | None, fmt: str | None, base: str | 
                     location: str) -> dict[str, int]:
     """Rows per location (as text) of one input file, or of a table when ``file`` is None."""
     if file is None:
+        if location not in source.column_names:   # one-key data: one location, the constant
+            from ..engine.validate import KEY_CONSTANT
+            return {KEY_CONSTANT: source.num_rows} if source.num_rows else {}
         col = source.column(location)
     else:
         d = _file_dataset(source, file, fmt, base)
@@ -195,7 +198,7 @@ def stage_file(source: Any, file: str, fmt: str, base: str | None, columns: Sequ
                batch_rows: int = 1 << 21, order: int = 0,
                buffer_rows: int = BUFFER_ROWS,
                check: Callable[[pa.Table], Any] | None = None,
-               pairs: str | None = None) -> dict[str, Any]:
+               pairs: str | None = None, fill_keys: Sequence[str] = ()) -> dict[str, Any]:
     """Split one input file into shard folders.
 
     Returns ``{"counts": rows written per shard, "pairs": ..., "last_date": ...}``. With
@@ -208,9 +211,13 @@ def stage_file(source: Any, file: str, fmt: str, base: str | None, columns: Sequ
     ``<order>-<hash of the file name>-<flush>.parquet`` so that a shard's files read back in
     input order (sorted input stays sorted and needs no re-sorting later). ``check`` is
     called on each batch before it is written (the row rules of the history), so bad input
-    fails here, before any training.
+    fails here, before any training. ``fill_keys``: key columns that the file may lack
+    (a history with one key): they are added, holding the constant ``KEY_CONSTANT``.
     """
+    from ..engine.validate import with_constant_keys
     d = _file_dataset(source, file, fmt, base)
+    fill = [k for k in fill_keys if k not in d.schema.names]
+    columns = [c for c in columns if c not in fill]
     missing = [c for c in columns if c not in d.schema.names]
     if missing:
         raise DataError(f"{name}: required column(s) {missing} missing in {file}; it has "
@@ -219,7 +226,7 @@ def stage_file(source: Any, file: str, fmt: str, base: str | None, columns: Sequ
                       f"{order:06d}-{hashlib.sha1(file.encode()).hexdigest()[:12]}", buffer_rows, pairs)
     last = None
     for batch in d.to_batches(columns=list(columns), batch_size=batch_rows):
-        table = pa.Table.from_batches([batch])
+        table = with_constant_keys(pa.Table.from_batches([batch]), fill)
         if check is not None:
             try:
                 got = check(table)
@@ -235,8 +242,10 @@ def stage_file(source: Any, file: str, fmt: str, base: str | None, columns: Sequ
 def stage_table(table: pa.Table, columns: Sequence[str], key_cols: tuple[str, str],
                 shards: "int | ShardPlan", stage: str, name: str,
                 check: Callable[[pa.Table], Any] | None = None,
-                pairs: str | None = None) -> dict[str, Any]:
+                pairs: str | None = None, fill_keys: Sequence[str] = ()) -> dict[str, Any]:
     """Split an in-memory table into shard folders (arguments and result as :func:`stage_file`)."""
+    from ..engine.validate import with_constant_keys
+    table = with_constant_keys(table, fill_keys)
     last = check(table) if check is not None else None
     split = _Splitter(key_cols, shards, stage, name, "table", max(table.num_rows, 1), pairs)
     split.add(table.select(list(columns)))

@@ -23,6 +23,7 @@ from ._sharding import file_checksum, read_shard
 __all__ = ["load_shard_panel", "train_task", "plan_shard_task", "quantile_column", "plan_kwargs"]
 
 log = logging.getLogger("replenish")
+repair_log = logging.getLogger("replenish.repairs")   # counted in the report: said once per job
 _MODEL_CACHE: dict[tuple[str, float], Any] = {}
 
 
@@ -46,7 +47,7 @@ def load_shard_panel(stage: str, shard: int, spec: dict[str, Any]) -> Panel | No
                         missing_demand=spec["missing_demand"], duplicates=spec["duplicates"],
                         min_history=spec["min_history"], future=fut,
                         horizon=spec["forecast"].get("horizon", "auto") if fut is not None else None,
-                        end=spec.get("end"))
+                        end=spec.get("end"), **_feed_rules(spec))
     if spec.get("until") is not None:
         # the history as it was on that day (a backtest origin); the known covariates of the
         # following periods come from the later rows
@@ -57,6 +58,14 @@ def load_shard_panel(stage: str, shard: int, spec: dict[str, Any]) -> Panel | No
     if spec.get("has_future") and panel.future_known is None:
         panel.future_known = np.zeros((panel.n_series, 0, len(columns.known)), np.float32)
     return panel
+
+
+def _feed_rules(spec: dict[str, Any]) -> dict[str, Any]:
+    """build_panel's arguments for the job-wide choices (``jobs._profile``): static numbers
+    and their imputation, gap rules and flags."""
+    return {"missing_static": spec.get("missing_static", "error"),
+            "static_fill": spec.get("static_fill"), "static_numbers": spec.get("static_numbers"),
+            "gap_fill": spec.get("gap_fill") or None, "flags": spec.get("flags")}
 
 
 def _get_model(model_dir: str, device: str = "auto"):
@@ -133,8 +142,10 @@ def _train(stage: str, shards: list[int], spec: dict[str, Any], model_dir: str,
         import shutil
         shutil.rmtree(model_dir)
     os.replace(tmp, model_dir)
+    from ._messages import sum_reports
     return {"series": panel.n_series, "rows": panel.n_rows, "seconds": time.perf_counter() - t0,
-            "history": getattr(model, "history", {})}
+            "history": getattr(model, "history", {}),
+            "report": sum_reports(p.report for p in panels)}
 
 
 def _concat_panels(panels: list[Panel]) -> Panel:
@@ -205,7 +216,7 @@ def dc_service_days(stage: str, shard: int, panel: Panel, report: dict[str, Any]
     missing = panel.n_series - int((pos >= 0).sum())
     if missing:
         report["echelon_missing"] = missing
-        log.warning("echelon: %d SKU-locations without a row in the placement keep their own "
+        repair_log.warning("echelon: %d SKU-locations without a row in the placement keep their own "
                     "lead time (their DC serves at once)", missing)
     return out
 
@@ -254,7 +265,7 @@ def optimize(panel: Panel, levels: np.ndarray, q: np.ndarray, inv: dict[str, np.
     need = (inv["lead_time_days"] + dc_days + inv["review_period_days"]) / step
     beyond = int((need > q.shape[1] + 1e-9).sum())
     if beyond:
-        log.warning("%d SKU-locations need demand beyond the %d-period horizon (lead time + "
+        repair_log.warning("%d SKU-locations need demand beyond the %d-period horizon (lead time + "
                     "review period up to %.0f periods): its last period is repeated there",
                     beyond, q.shape[1], float(need.max()))
         if report is not None:

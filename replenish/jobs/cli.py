@@ -53,6 +53,13 @@ def _job_parser(sub, name: str, help: str, inventory: bool = True,
     d.add_argument("--no-align-end", dest="align_end", action="store_const", const=False,
                    help="keep each series' own last date instead of extending series without "
                         "recent rows to the history's latest date with zero demand")
+    d.add_argument("--missing-static", dest="missing_static", choices=["error", "impute"],
+                   help="a static number missing for some series: fail naming them, or impute "
+                        "the median over series plus a <column>_missing indicator")
+    d.add_argument("--gap-fill", dest="gap_fill", metavar="COL=VALUE,...",
+                   help="covariates in filled periods (gaps), e.g. Open=0,promo=0,"
+                        "price=interpolate (default: 0 for 0/1 flags, the missing label, "
+                        "else interpolated)")
     if model != "none":
         m = p.add_argument_group("model")
         m.add_argument("--horizon", type=int, help="forecast horizon, periods (default 28 for "
@@ -191,13 +198,21 @@ def _config_from_args(args: argparse.Namespace):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    from ._messages import Formatter, say
+    handler = logging.StreamHandler()
+    handler.setFormatter(Formatter())   # every line "[replenish] ...", warnings "warning: ..."
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
-                        format="[replenish] %(levelname)s %(message)s")
+                        handlers=[handler])
+    logging.captureWarnings(True)       # Python warnings too, as log lines
     if not getattr(args, "verbose", False) and args.command != "synth":
-        # Dask's cluster start-up and shutdown chatter (INFO) only with --verbose. distributed
-        # sets its loggers' levels when imported, so it is imported first.
+        # Dask's cluster start-up, event-loop and shutdown chatter only with --verbose (a lost
+        # worker is still said, by its nanny). distributed sets its loggers' levels when
+        # imported, so it is imported first.
         import distributed  # noqa: F401
-        for name in ("distributed", "dask", "lightning", "lightning.pytorch"):
+        for name in ("distributed", "dask"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger("distributed.nanny").setLevel(logging.WARNING)
+        for name in ("lightning", "lightning.pytorch"):
             logging.getLogger(name).setLevel(logging.WARNING)
     from ..engine.contract import DataError
     from . import _progress
@@ -219,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             res = place_safety_stock(args.run, args.network, args.out)
             res.pop("dc_table"), res.pop("stores_table")
             print(json.dumps(res, indent=2))
-            print(f"placement written to {args.out}/dc.parquet and {args.out}/stores.parquet")
+            say(f"placement written to {args.out}/dc.parquet and {args.out}/stores.parquet")
             return 0
         if args.command == "report":
             from .report import write_report
@@ -237,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                duplicates=cfg.duplicates, ledger=ledger)
             res.pop("series_table")
             print(json.dumps(res, indent=2))
-            print(f"evaluation written to {cfg.out}" + (f"; ledger {ledger}" if ledger else ""))
+            say(f"evaluation written to {cfg.out}" + (f"; ledger {ledger}" if ledger else ""))
             return 0
         if args.command == "backtest":
             from .backtest import BacktestSettings, print_backtest, run_backtest
@@ -261,40 +276,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_summary(summary)
         return 0
     except (DataError, JobError, FileNotFoundError, ValueError) as e:
-        print(f"replenish {args.command}: error: {e}", file=sys.stderr)
+        say(f"{args.command}: error: {e}")
         return 2
 
 
 def print_summary(summary: dict[str, Any]) -> None:
+    """The job's summary on stdout, each line prefixed; quantities in units of stock, the
+    order value in the currency of the unit costs (or said to be unknown without them)."""
+    def line(text: str) -> None:
+        print(f"[replenish] {text}", flush=True)
+
     out = Path(summary["out"])
     if summary["series"] == 0 and summary.get("trained_series"):   # the train job
-        print(f"done in {summary['seconds']:.0f} s: model trained on "
-              f"{summary['trained_series']} series")
+        line(f"done in {summary['seconds']:.0f} s: model trained on "
+             f"{summary['trained_series']} series")
     else:
-        print(f"done in {summary['seconds']:.0f} s: {summary['series']} SKU-locations, "
-              f"{summary['shards']} shards")
+        line(f"done in {summary['seconds']:.0f} s: {summary['series']} SKU-locations, "
+             f"{summary['shards']} shards")
     for name in ("forecasts", "orders"):
         if (out / name).exists():
-            print(f"  {name:10s} {out / name}")
+            line(f"  {name:10s} {out / name}")
     if summary.get("model"):
-        print(f"  {'model':10s} {summary['model']}")
+        line(f"  {'model':10s} {summary['model']}")
     if "orders_today" in summary:
-        print(f"  orders to place today: {summary['orders_today']} "
-              f"({summary['units_to_order']:.0f} units, value {summary['order_value']:.2f})")
-    if summary.get("repairs"):
-        print(f"  data repairs: {summary['repairs']}")
+        value = f"value {summary['order_value']:,.2f} (currency of the unit costs)" \
+            if summary.get("unit_cost_given", True) else \
+            "value unknown: the inventory has no unit_cost (order_value counts each unit as 1)"
+        line(f"  orders to place today: {summary['orders_today']:,} SKU-locations, "
+             f"{summary['units_to_order']:,.0f} units of stock, {value}")
+        line(f"  safety stock: {summary['safety_stock_units']:,.0f} units of stock")
+    if summary.get("repairs"):   # each was said above; the counts are in the manifest
+        line(f"  data repairs: {len(summary['repairs'])} counts in the manifest's summary.repairs")
     if summary.get("exceptions"):
+        money = "money" if summary.get("unit_cost_given", True) else "units, no unit costs"
         top = ", ".join(f"{k} {v['items']} ({v['value']:,.0f})"
                         for k, v in list(summary["exceptions"].items())[:4])
-        print(f"  exceptions (items, money at stake): {top}")
-        print(f"  {'exceptions':10s} {out / 'exceptions'}")
+        line(f"  exceptions (items, {money} at stake): {top}")
+        line(f"  {'exceptions':10s} {out / 'exceptions'}")
     if summary.get("budget"):
         b = summary["budget"]
-        print(f"  {b['kind']}: {b['orders_cut']} orders cut by {b['units_cut']:.0f} units over "
-              f"{b['groups_limited']} limited groups")
+        line(f"  {b['kind']}: {b['orders_cut']} orders cut by {b['units_cut']:,.0f} units of stock "
+             f"over {b['groups_limited']} limited groups")
     if summary.get("report"):
-        print(f"  {'report':10s} {summary['report']}")
-    print(f"  manifest   {out / 'manifest.json'}")
+        line(f"  {'report':10s} {summary['report']}")
+    line(f"  manifest   {out / 'manifest.json'}")
 
 
 if __name__ == "__main__":  # pragma: no cover

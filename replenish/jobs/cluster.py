@@ -47,14 +47,15 @@ def connect(scheduler: str | None = None, n_workers: int | None = None,
         finally:
             client.close()
         return
+    # The scheduler's HTTP server (health, metrics; the dashboard when bokeh is installed)
+    # listens on a free port: a fixed 8787 collides with any other job running (a warning).
+    web = {"dashboard_address": ":0", "scheduler_kwargs": {"dashboard": False}}
     if _n_gpus() > 0:
         from dask_cuda import LocalCUDACluster
-        cluster = LocalCUDACluster(n_workers=n_workers, threads_per_worker=1,
-                                   dashboard_address=None)
+        cluster = LocalCUDACluster(n_workers=n_workers, threads_per_worker=1, **web)
     else:
         cluster = LocalCluster(n_workers=n_workers or default_n_workers(), threads_per_worker=1,
-                               processes=True, memory_limit=memory_limit,
-                               dashboard_address=None)
+                               processes=True, memory_limit=memory_limit, **web)
     client = Client(cluster)
     if logging.getLogger("distributed").getEffectiveLevel() >= logging.WARNING:
         # not --verbose: a failed task's error is reported once, by the job, not also as the
@@ -65,7 +66,27 @@ def connect(scheduler: str | None = None, n_workers: int | None = None,
         yield client
     finally:
         client.close()
-        cluster.close()
+        _close(cluster)
+
+
+#: Seconds a worker process is given to exit at the end of a job before it is killed.
+CLOSE_GRACE_S = 30.0
+
+
+def _close(cluster) -> None:
+    """Close the workers, then the cluster. Each worker process gets ``CLOSE_GRACE_S`` to
+    exit (distributed's own close allows 4 s, which a loaded machine exceeds while a worker
+    unloads torch: "Worker process still alive after 4.0 seconds, killing" at a normal end)."""
+    import asyncio
+
+    async def close_workers() -> None:
+        await asyncio.gather(*(w.close(timeout=CLOSE_GRACE_S) for w in list(cluster.workers.values())
+                               if hasattr(w, "close")), return_exceptions=True)
+    try:
+        cluster.sync(close_workers)
+    except Exception:   # the cluster's own close below still stops everything
+        log.debug("closing the workers one by one failed", exc_info=True)
+    cluster.close()
 
 
 def _drop_compute_failed(record: logging.LogRecord) -> bool:
@@ -78,7 +99,7 @@ def _drop_compute_failed(record: logging.LogRecord) -> bool:
 def _quiet_task_errors():
     """A worker plugin: the worker loggers drop their "Compute Failed" records and the
     cancellations that follow (the job reports the error itself, with the shard or file it
-    belongs to); other records pass."""
+    belongs to), and distributed's records below ERROR (without --verbose)."""
     from distributed.diagnostics.plugin import WorkerPlugin
 
     class QuietTaskErrors(WorkerPlugin):
@@ -89,5 +110,8 @@ def _quiet_task_errors():
                 logger = logging.getLogger(name)
                 if _drop_compute_failed not in logger.filters:
                     logger.addFilter(_drop_compute_failed)
+            # nor the workers' own chatter (event loop, garbage collection, memory notes):
+            # a worker lost for good is reported by the job and by the nanny in its process
+            logging.getLogger("distributed").setLevel(logging.ERROR)
 
     return QuietTaskErrors()

@@ -15,10 +15,12 @@ TOML layout (every key optional; CLI flags win)::
     duplicates = "error"           # or "sum"
     min_history = 1                # periods
     align_end = true               # extend series without recent rows to the latest date (zero demand)
+    missing_static = "error"       # or "impute": a missing static number gets the median over series
+    gap_fill = { Open = 0 }        # covariates in filled periods (also "Open=0,price=interpolate")
 
     [columns]
-    sku = "item_id"
-    location = "store_id"
+    sku = "item_id"                # leave sku (or location) out when the history has no such
+    location = "store_id"          # column: every series then has the sku (location) "all"
     date = "day"
     date_format = "%d.%m.%Y"       # of date strings; default ISO 8601 (YYYY-MM-DD)
     demand = "units_sold"
@@ -71,7 +73,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["PlanConfig", "load_toml"]
+__all__ = ["PlanConfig", "load_toml", "parse_gap_fill"]
 
 _SECTIONS = ("data", "columns", "forecast", "policy", "inventory_defaults", "exceptions", "budget",
              "cluster", "backtest")
@@ -93,6 +95,23 @@ _POLICY_KEYS = {"target", "method", "n_samples", "seed"}
 #: [budget] keys and the PlanConfig fields they set.
 _BUDGET_KEYS = {"budget": "budget", "capacity": "capacity", "table": "budget_table",
                 "group": "budget_group"}
+
+
+def parse_gap_fill(v: Any) -> dict[str, Any]:
+    """``"Open=0,promo=0"`` (the flag) or a TOML table ``{Open = 0}`` as a dict column ->
+    value (text values stay text; the job checks them against the columns)."""
+    if isinstance(v, dict):
+        return dict(v)
+    out: dict[str, Any] = {}
+    for part in (p.strip() for p in str(v).split(",")):
+        if not part:
+            continue
+        if "=" not in part:
+            raise ValueError(f"--gap-fill {v!r}: write COLUMN=VALUE pairs separated by commas "
+                             f"(e.g. Open=0,promo=0,price=interpolate)")
+        k, val = part.split("=", 1)
+        out[k.strip()] = val.strip()
+    return out
 
 
 def _check_keys(toml: dict[str, Any], plan_fields: set[str]) -> None:
@@ -129,6 +148,8 @@ class PlanConfig:
     duplicates: str = "error"
     min_history: int = 1
     align_end: bool = True
+    missing_static: str = "error"
+    gap_fill: dict[str, Any] = field(default_factory=dict)
     forecast: dict[str, Any] = field(default_factory=dict)
     target: str = "csl"
     method: str = "sample"
@@ -173,8 +194,13 @@ class PlanConfig:
         col_flags = {k[:-4] if k.endswith("_col") else k[:-5]: flags.pop(k)
                      for k in list(flags) if k.endswith(("_col", "_cols"))}
         columns = columns.with_overrides(**col_flags)
+        if "gap_fill" in kw:
+            kw["gap_fill"] = parse_gap_fill(kw["gap_fill"])
         for k, v in flags.items():
             if v is None:
+                continue
+            if k == "gap_fill":   # flags add to (and win over) the file's values
+                kw["gap_fill"] = {**kw.get("gap_fill", {}), **parse_gap_fill(v)}
                 continue
             if k in ("horizon",):
                 kw["forecast"][k] = v

@@ -48,6 +48,7 @@ def run_demo(out: str | Path = "demo_output", n_workers: int = 2, forecast: dict
           f"plan as of {cut + dt.timedelta(days=1)}")
     summary = run_plan(cfg, overwrite=True)
     print_summary(summary)
-    print(f"\nResults: forecasts in {out / 'plan' / 'forecasts'}, orders in {out / 'plan' / 'orders'}, "
-          f"exceptions in {out / 'plan' / 'exceptions'}; open {out / 'plan' / 'report.html'}")
+    print(f"[replenish] results: forecasts in {out / 'plan' / 'forecasts'}, orders in "
+          f"{out / 'plan' / 'orders'}, exceptions in {out / 'plan' / 'exceptions'}; open "
+          f"{out / 'plan' / 'report.html'}")
     return summary

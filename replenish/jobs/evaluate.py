@@ -39,10 +39,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..engine.contract import ColumnMap, DataError
-from ..engine.io import read_table, write_parquet_atomic
+from ..engine.io import open_dataset, read_table, write_parquet_atomic
 from ..engine.metrics import history_scales, pinball
 from ..engine.panel import FREQ_STEP_DAYS, _ranges
-from ..engine.validate import _match_keys, build_panel, key_text
+from ..engine.validate import _match_keys, build_panel, constant_keys, key_text
 
 __all__ = ["evaluate_run", "forecast_blocks"]
 
@@ -89,7 +89,11 @@ def evaluate_run(run: str | Path, history: Any, out: str | Path | None = None, *
     cols = ColumnMap(sku=columns.sku, location=columns.location, date=columns.date,
                      demand=columns.demand, date_format=columns.date_format)
     history = _as_source(history, name="history")
-    table = history if isinstance(history, pa.Table) else read_table(history, list(cols.required))
+    if not isinstance(history, pa.Table):   # (a key the history lacks is the constant "all")
+        names = open_dataset(history).schema.names
+        one = constant_keys(names, cols)
+        history = read_table(history, [c for c in cols.required if c not in one])
+    table = history
     try:
         panel = build_panel(table, cols, freq=planned, negative=negative,
                             missing_demand=missing_demand, duplicates=duplicates)

@@ -14,13 +14,13 @@ job on the same folder skips the shards already done (resume).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import math
 import os
 import shutil
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -31,9 +31,9 @@ import pyarrow as pa
 
 from ..engine.contract import DataError, InventoryDefaults
 from ..engine.io import open_dataset
-from ..engine.validate import (check_inventory_rows, check_rows, examples_text, infer_freq,
-                               key_text)
-from . import _progress, _sharding
+from ..engine.validate import (KEY_CONSTANT, check_inventory_rows, check_rows, constant_keys,
+                               examples_text, infer_freq, key_text, missing_hint)
+from . import _messages, _profile, _progress, _sharding
 from ._tasks import optimize_shard_task, plan_shard_task, train_task
 from .cluster import connect
 from .config import PlanConfig
@@ -99,9 +99,12 @@ def read_output(out: str | Path, name: str = "orders", columns: list[str] | None
     folder names.
     """
     import pyarrow.dataset as pds
-    d = pds.dataset(Path(out) / name, format="parquet", partitioning="hive")
-    t = d.to_table(columns=columns)
     typ = read_manifest(out).get("key_types", {}).get("location")
+    # the folder names parsed as the recorded type: int64 stays int64, "0042" stays text
+    part = pds.partitioning(pa.schema([("location", pa.type_for_alias(typ))]), flavor="hive") \
+        if typ else "hive"
+    d = pds.dataset(Path(out) / name, format="parquet", partitioning=part)
+    t = d.to_table(columns=columns)
     if "location" in t.column_names:
         i = t.column_names.index("location")
         col = t.column(i)
@@ -117,19 +120,48 @@ def read_output(out: str | Path, name: str = "orders", columns: list[str] | None
     return t
 
 
+def _source_job(forecasts: Any) -> dict[str, Any]:
+    """The manifest of the job that wrote a forecasts dataset (``DIR`` or ``DIR/forecasts``),
+    or {} for forecasts from elsewhere."""
+    if not isinstance(forecasts, (str, Path)) or "://" in str(forecasts):
+        return {}
+    p = Path(forecasts)
+    return read_manifest(p.parent if p.name == "forecasts" else p)
+
+
+def _constant_keys(cfg: PlanConfig) -> list[str]:
+    """The roles ("sku", "location") of the key columns the history lacks (one-key data,
+    filled with KEY_CONSTANT); for an optimize job, those of the job that forecast."""
+    if cfg.history is None:
+        return list(_source_job(cfg.forecasts).get("constant_keys", []))
+    schema = cfg.history.schema if isinstance(cfg.history, pa.Table) else \
+        open_dataset(cfg.history).schema
+    one = constant_keys(schema.names, cfg.columns)
+    return [role for role in ("sku", "location") if getattr(cfg.columns, role) in one]
+
+
 def _key_types(cfg: PlanConfig) -> dict[str, str]:
     src = cfg.history if cfg.history is not None else cfg.forecasts
     schema = src.schema if isinstance(src, pa.Table) else open_dataset(src).schema
     names = {"sku": cfg.columns.sku, "location": cfg.columns.location} if cfg.history is not None \
         else {"sku": "sku", "location": "location"}
+    one = set(_constant_keys(cfg)) if cfg.history is not None else set()
     required = list(cfg.columns.all_columns()) if cfg.history is not None else list(names.values())
+    required = [c for c in required if c not in {names[r] for r in one}]
+    if cfg.history is None and _source_job(cfg.forecasts).get("key_types"):
+        # a hive read of the forecasts infers the location's type from the folder names
+        return dict(_source_job(cfg.forecasts)["key_types"])
     missing = [c for c in required if c not in schema.names]
     if missing:
         raise DataError(f"{'history' if cfg.history is not None else 'forecasts'}: required "
                         f"column(s) {missing} missing; it has {schema.names}. Map your names with "
-                        f"--sku-col/--location-col/--date-col/--demand-col/--known-cols/...")
+                        f"--sku-col/--location-col/--date-col/--demand-col/--known-cols/..."
+                        f"{missing_hint(missing, cfg.columns) if cfg.history is not None else ''}")
     out = {}
     for k, col in names.items():
+        if k in one:
+            out[k] = "string"
+            continue
         typ = schema.field(col).type
         out[k] = str(typ.value_type if pa.types.is_dictionary(typ) else typ)
     return out
@@ -173,7 +205,7 @@ _OWN_NAMES = {"manifest.json", ".manifest.json.tmp", "forecasts", "orders", "mod
 
 
 def _say(msg: str) -> None:
-    print(f"[replenish] {msg}", file=sys.stderr, flush=True)
+    _messages.say(msg)
 
 
 def _check_saved_model(cfg: PlanConfig) -> dict[str, Any]:
@@ -215,10 +247,14 @@ def _spec(cfg: PlanConfig, has_future: bool, stages: tuple[str, ...],
              f"observed-only covariates (their horizon values are unknown)")
         cols["observed"] = tuple(cols["observed"]) + tuple(cols["known"])
         cols["known"] = ()
+    forecast = dict(cfg.forecast)
+    if model_meta is not None:   # the future table is read for the model's horizon
+        forecast["horizon"] = int(model_meta["config"]["horizon"])
     return {"columns": cols, "freq": cfg.freq, "negative": cfg.negative,
             "missing_demand": cfg.missing_demand, "duplicates": cfg.duplicates,
-            "min_history": cfg.min_history, "forecast": dict(cfg.forecast),
+            "min_history": cfg.min_history, "forecast": forecast,
             "has_future": has_future, "has_echelon": cfg.echelon is not None,
+            "missing_static": cfg.missing_static, "gap_fill": dict(cfg.gap_fill),
             "target": cfg.target, "method": cfg.method,
             "n_samples": cfg.n_samples, "seed": cfg.seed,
             "inventory_defaults": dict(cfg.inventory_defaults),
@@ -242,9 +278,12 @@ def _n_shards(cfg: PlanConfig, n_workers: int) -> int:
     return max(2 * n_workers, math.ceil(rows / cfg.rows_per_shard))
 
 
-def _stage_all(client, cfg: PlanConfig, stage: Path,
-               n_shards: int) -> tuple["_sharding.ShardPlan", str | None]:
-    """Stage every input into shard folders; return the shard plan and the history's last date."""
+def _stage_all(client, cfg: PlanConfig, stage: Path, n_shards: int,
+               one_key: tuple[str, ...] = ()) -> tuple["_sharding.ShardPlan", str | None]:
+    """Stage every input into shard folders; return the shard plan and the history's last date.
+
+    ``one_key``: the roles of the key columns the history lacks: the history, inventory and
+    future get them as the constant KEY_CONSTANT where they lack them too."""
     c = cfg.columns
     jobs = []
     if cfg.forecasts is not None:
@@ -298,16 +337,19 @@ def _stage_all(client, cfg: PlanConfig, stage: Path,
         pairs["echelon"] = "unique"
     for name, source, columns, keys in jobs:
         check = checks.get(name)
+        fill = tuple(k for k, role in zip(keys, ("sku", "location")) if role in one_key) \
+            if name in ("history", "inventory", "future") else ()
         if isinstance(source, pa.Table):
             futures.append((name, _sharding.stage_table(source, columns, keys, plan, str(stage), name,
-                                                        check=check, pairs=pairs.get(name))))
+                                                        check=check, pairs=pairs.get(name),
+                                                        fill_keys=fill)))
             continue
         files, fmt, base = listing[name]
         if not files:
             raise DataError(f"{name}: no input files found at {source}")
         futures += [(name, client.submit(_sharding.stage_file, str(source), f, fmt, base, columns, keys,
                                          plan, str(stage), name, order=i, check=check,
-                                         pairs=pairs.get(name), pure=False))
+                                         pairs=pairs.get(name), fill_keys=fill, pure=False))
                     for i, f in enumerate(files)]
     done = [f for _, f in futures]
     pending = [f for f in done if not isinstance(f, dict)]
@@ -447,14 +489,15 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
     (out / "_SUCCESS").unlink(missing_ok=True)
     t_start = time.perf_counter()
     timings: dict[str, float] = dict(manifest.get("timings", {}))
-    with (_borrowed(client) if client is not None else connect(cfg.scheduler, cfg.n_workers)) as cl:
+    with _job_client(client, cfg) as cl:
         n_workers = max(1, len(cl.scheduler_info().get("workers", {})))
         if not manifest:
             n_shards = _n_shards(cfg, n_workers)
             manifest = {"job": "plan", "stages": list(stages), "fingerprint": fp,
                         "status": "running", "n_shards": n_shards, "shards": {},
                         "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "config": asdict(cfg),
-                        "key_types": _key_types(cfg)}
+                        "key_types": _key_types(cfg), "constant_keys": _constant_keys(cfg),
+                        "unit_cost_given": _unit_cost_given(cfg)}
             for k in ("history", "inventory", "future", "budget_table"):
                 if isinstance(cfg.history if k == "history" else getattr(cfg, k), pa.Table):
                     manifest["config"][k] = "<pyarrow.Table>"
@@ -465,17 +508,29 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
         spec = _spec(cfg, cfg.future is not None, stages, model_meta)
         spec["location_type"] = manifest.get("key_types", {}).get("location")
         optimizing = "optimize" in stages
+        one_key = tuple(manifest.get("constant_keys", ()))
+        for role in one_key:
+            _say(f"series with one key: the history has no {role} column, so every series has "
+                 f"the {role} {KEY_CONSTANT!r} (totals per "
+                 f"{'location' if role == 'sku' else 'SKU'}), as the outputs' {role} column says")
         try:
             if not manifest.get("staged") or not stage.exists():
                 t0 = time.perf_counter()
                 shutil.rmtree(stage, ignore_errors=True)
                 _say(f"staging inputs into {n_shards} shards on {n_workers} workers")
-                plan, last = _stage_all(cl, cfg, stage, n_shards)
+                plan, last = _stage_all(cl, cfg, stage, n_shards, one_key)
                 manifest["staged"] = True
                 manifest["shard_plan"] = plan.to_json()
                 manifest["history_end"] = last
+                if cfg.history is not None and stages != ("optimize",):
+                    manifest["profile"] = _profile_history(cl, cfg, stage, n_shards, spec,
+                                                           model_meta)
                 timings["stage_s"] = time.perf_counter() - t0
                 _write_manifest(out, manifest)
+            if manifest.get("profile"):
+                spec.update(_profile.spec_entries(manifest["profile"]))
+                for line in _profile.profile_lines(manifest["profile"]):
+                    _say(line)
             if cfg.align_end:  # every series ends on the history's latest date (see build_panel)
                 spec["end"] = manifest.get("history_end")
             if stages == ("optimize",):
@@ -532,6 +587,11 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
     manifest["timings"] = timings
     manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     summary = _summarize(out, manifest, time.perf_counter() - t_start)
+    reports = [r.get("report", {}) for r in manifest["shards"].values()] or \
+        [(manifest.get("model") or {}).get("report", {})]
+    rules = next((r["gap_fill_rules"] for r in reports if r.get("gap_fill_rules")), None)
+    for line in _messages.repair_lines(summary["repairs"], reports, rules):
+        _say(line)
     manifest["summary"] = summary
     manifest["staged"] = False  # the staged shards are removed now
     _write_manifest(out, manifest)
@@ -561,6 +621,38 @@ class _borrowed:
 
     def __exit__(self, *a):
         return False
+
+
+@contextlib.contextmanager
+def _job_client(client, cfg: PlanConfig):
+    """The job's Dask client (``client``, or an embedded/joined cluster), with the workers'
+    messages said here, once each (``_messages.forward_worker_logs``)."""
+    with (_borrowed(client) if client is not None else connect(cfg.scheduler, cfg.n_workers)) as cl:
+        with _messages.forward_worker_logs(cl):
+            yield cl
+
+
+def _unit_cost_given(cfg: PlanConfig) -> bool:
+    """Whether order values are money: the inventory has unit costs (or a default is set)."""
+    if "unit_cost" in cfg.inventory_defaults:
+        return True
+    inv = cfg.inventory
+    if inv is None:
+        return False
+    names = inv.schema.names if isinstance(inv, pa.Table) else open_dataset(inv).schema.names
+    return "unit_cost" in names
+
+
+def _profile_history(cl, cfg: PlanConfig, stage: Path, n_shards: int, spec: dict[str, Any],
+                     model_meta: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The job-wide choices of ``jobs._profile`` from every staged shard (one task each)."""
+    c = cfg.columns
+    if not c.static and not [x for x in c.covariates if x not in c.categorical]:
+        return None
+    parts = cl.gather([cl.submit(_profile.profile_shard, str(stage), s, spec["columns"],
+                                 pure=False) for s in range(n_shards)])
+    return _profile.resolve(parts, c, cfg.missing_static,
+                            model_meta["spec"] if model_meta is not None else None)
 
 
 def _shard_files_ok(out: Path, rec: dict[str, Any]) -> bool:
@@ -626,20 +718,11 @@ def _summarize(out: Path, manifest: dict, seconds: float) -> dict[str, Any]:
             "safety_stock_units": float(pc.sum(t.column("safety_stock")).as_py() or 0.0),
             "items_with_order_date_in_horizon": int(t.num_rows - t.column("order_date").null_count),
         })
-    reports = [r.get("report", {}) for r in manifest["shards"].values()]
-    repairs: dict[str, int] = {}
-    for r in reports:
-        for k, v in r.items():
-            if k in ("gaps_filled", "trailing_filled", "negative_clipped", "missing_demand_zeroed",
-                     "duplicates_summed", "future_known_filled", "echelon_missing",
-                     "protection_beyond_horizon", "locations_without_recent_rows"):
-                repairs[k] = repairs.get(k, 0) + int(v)
-            elif k in ("covariates_filled", "static_missing", "inventory_defaulted"):
-                prefix = {"covariates_filled": "filled", "static_missing": "static_missing",
-                          "inventory_defaulted": "inventory_default"}[k]
-                for c, n in v.items():
-                    repairs[f"{prefix}:{c}"] = repairs.get(f"{prefix}:{c}", 0) + int(n)
-    s["repairs"] = repairs
+    reports = [r.get("report", {}) for r in manifest["shards"].values()] or \
+        [(manifest.get("model") or {}).get("report", {})]   # a train job: its panels'
+    s["repairs"] = _messages.merge_reports(reports)
+    s["constant_keys"] = {role: KEY_CONSTANT for role in manifest.get("constant_keys", [])}
+    s["unit_cost_given"] = bool(manifest.get("unit_cost_given", True))
     from .exceptions import summarize_exceptions
     s["exceptions"] = summarize_exceptions(out)
     if manifest.get("budget"):

@@ -517,7 +517,7 @@ def test_history_with_one_key_gets_the_constant_for_the_other():
     with pytest.raises(DataError, match=r"required column\(s\) \['item'\] missing.*leave "
                                         r"--sku-col out"):
         build_panel(t, ColumnMap(sku="item", location="store"))
-    with pytest.raises(DataError, match="at least one key column"):
+    with pytest.raises(DataError, match=r"\['sku', 'location'\] missing.*at least one key column"):
         build_panel(t.drop_columns(["store"]), ColumnMap())
 
 

@@ -54,8 +54,12 @@ def _messy(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     inv = keys.assign(on_hand=rng.uniform(0, 100, len(keys)).round(), on_order=0.0,
                       lead_time_days=rng.choice([7.0, 14.0], len(keys)),
                       review_period_days=7.0, case_pack=6.0)
+    # the gap's 3 weeks have no rows: their covariates follow the gap rules (price
+    # interpolated, on_promo a flag: 0, event the missing label), the 6 missing prices of
+    # rows that are there come from their series' own rows
     expect = {"negative_clipped": 5, "missing_demand_zeroed": 4, "gaps_filled": 3,
-              "filled:price": 6 + 3, "filled:on_promo": 3}   # gap weeks have no covariates
+              "filled:price": 6, "gap_fill:price": 3, "gap_fill:on_promo": 3,
+              "gap_fill:event": 3}
     return hist, inv, expect
 
 
