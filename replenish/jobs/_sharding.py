@@ -129,17 +129,22 @@ class ShardPlan:
         return cls(int(d["n_shards"]), {k: tuple(v) for k, v in d["units"].items()})
 
 
-def _file_dataset(source: Any, file: str, fmt: str | None, base: str | None) -> ds.Dataset:
-    """One input file of ``source`` (with its hive partition columns when under ``base``)."""
+def _file_dataset(source: Any, file: str, fmt: str | None, base: str | None,
+                  part_types: dict[str, str] | None = None) -> ds.Dataset:
+    """One input file of ``source`` (with its hive partition columns when under ``base``;
+    ``part_types``: the types of partition columns, e.g. {"location": "int64"} for a job's
+    own output, instead of types inferred from the folder names)."""
     fs, _ = _filesystem(source)
     if base:
-        return ds.dataset([file], format=fmt, filesystem=fs, partitioning="hive",
+        part = ds.partitioning(pa.schema([(k, pa.type_for_alias(v)) for k, v in part_types.items()]),
+                               flavor="hive") if part_types else "hive"
+        return ds.dataset([file], format=fmt, filesystem=fs, partitioning=part,
                           partition_base_dir=base)
     return ds.dataset(file, format=fmt, filesystem=fs)
 
 
 def count_locations(source: Any, file: str | None, fmt: str | None, base: str | None,
-                    location: str) -> dict[str, int]:
+                    location: str, part_types: dict[str, str] | None = None) -> dict[str, int]:
     """Rows per location (as text) of one input file, or of a table when ``file`` is None."""
     if file is None:
         if location not in source.column_names:   # one-key data: one location, the constant
@@ -147,7 +152,7 @@ def count_locations(source: Any, file: str | None, fmt: str | None, base: str | 
             return {KEY_CONSTANT: source.num_rows} if source.num_rows else {}
         col = source.column(location)
     else:
-        d = _file_dataset(source, file, fmt, base)
+        d = _file_dataset(source, file, fmt, base, part_types)
         if location not in d.schema.names:
             return {}
         col = d.to_table(columns=[location]).column(location)
@@ -198,7 +203,8 @@ def stage_file(source: Any, file: str, fmt: str, base: str | None, columns: Sequ
                batch_rows: int = 1 << 21, order: int = 0,
                buffer_rows: int = BUFFER_ROWS,
                check: Callable[[pa.Table], Any] | None = None,
-               pairs: str | None = None, fill_keys: Sequence[str] = ()) -> dict[str, Any]:
+               pairs: str | None = None, fill_keys: Sequence[str] = (),
+               part_types: dict[str, str] | None = None) -> dict[str, Any]:
     """Split one input file into shard folders.
 
     Returns ``{"counts": rows written per shard, "pairs": ..., "last_date": ...}``. With
@@ -213,9 +219,10 @@ def stage_file(source: Any, file: str, fmt: str, base: str | None, columns: Sequ
     called on each batch before it is written (the row rules of the history), so bad input
     fails here, before any training. ``fill_keys``: key columns that the file may lack
     (a history with one key): they are added, holding the constant ``KEY_CONSTANT``.
+    ``part_types``: types of hive partition columns (see ``_file_dataset``).
     """
     from ..engine.validate import with_constant_keys
-    d = _file_dataset(source, file, fmt, base)
+    d = _file_dataset(source, file, fmt, base, part_types)
     fill = [k for k in fill_keys if k not in d.schema.names]
     columns = [c for c in columns if c not in fill]
     missing = [c for c in columns if c not in d.schema.names]

@@ -309,6 +309,10 @@ def _stage_all(client, cfg: PlanConfig, stage: Path, n_shards: int,
             jobs.append(("accuracy", acc, list(ACCURACY_COLUMNS), ("sku", "location")))
     listing = {name: _sharding.input_files(source) for name, source, _, _ in jobs
                if not isinstance(source, pa.Table)}
+    # A job's own forecasts: the location of the folder names has the type that job recorded
+    # (a hive read would infer it: "0042" would be the number 42).
+    types = {"forecasts": {"location": t} for t in [(_source_job(cfg.forecasts).get("key_types")
+                                                     or {}).get("location")] if t}
     # The shard plan comes from the rows per location of the main input (history or forecasts).
     name, source, _, keys = jobs[0]
     if isinstance(source, pa.Table):
@@ -316,7 +320,8 @@ def _stage_all(client, cfg: PlanConfig, stage: Path, n_shards: int,
     else:
         files, fmt, base = listing[name]
         counts = client.gather([client.submit(_sharding.count_locations, str(source), f, fmt, base,
-                                              keys[1], pure=False) for f in files])
+                                              keys[1], types.get(name), pure=False)
+                                for f in files])
     rows: dict[str, int] = {}
     for part in counts:
         for loc, r in part.items():
@@ -349,7 +354,8 @@ def _stage_all(client, cfg: PlanConfig, stage: Path, n_shards: int,
             raise DataError(f"{name}: no input files found at {source}")
         futures += [(name, client.submit(_sharding.stage_file, str(source), f, fmt, base, columns, keys,
                                          plan, str(stage), name, order=i, check=check,
-                                         pairs=pairs.get(name), fill_keys=fill, pure=False))
+                                         pairs=pairs.get(name), fill_keys=fill,
+                                         part_types=types.get(name), pure=False))
                     for i, f in enumerate(files)]
     done = [f for _, f in futures]
     pending = [f for f in done if not isinstance(f, dict)]

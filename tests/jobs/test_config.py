@@ -94,3 +94,23 @@ def test_misspelled_forecast_setting_fails_before_any_work(tmp_path):
     with pytest.raises(ValueError, match=r"forecast settings: unknown key\(s\) \['max_step'\]"):
         run_plan(cfg, stages=("train",))
     assert not (tmp_path / "o").exists()
+
+
+def test_real_feed_options_in_toml_and_flags(tmp_path):
+    p = tmp_path / "job.toml"
+    p.write_text('[data]\nmissing_static = "impute"\ngap_fill = { Open = 0, price = "interpolate" }\n'
+                 '[columns]\nlocation = "Store"\n')
+    cfg = _config_from_args(_build_parser().parse_args(
+        ["plan", "--config", str(p), "--gap-fill", "Open=1, promo=0", "--out", "o"]))
+    assert cfg.missing_static == "impute"
+    # the flag's pairs win over and add to the file's
+    assert cfg.gap_fill == {"Open": "1", "price": "interpolate", "promo": "0"}
+    assert cfg.columns.location == "Store" and cfg.columns.sku == "sku"   # no sku: one key
+    assert PlanConfig.build(None, gap_fill="a=0").gap_fill == {"a": "0"}
+    with pytest.raises(ValueError, match="COLUMN=VALUE pairs"):
+        PlanConfig.build(None, gap_fill="Open")
+    with pytest.raises(SystemExit):   # argparse: impute or error only
+        _build_parser().parse_args(["plan", "--missing-static", "median"])
+    # they change the results: a different fingerprint
+    assert PlanConfig(gap_fill={"Open": 0}).fingerprint() != PlanConfig().fingerprint()
+    assert PlanConfig(missing_static="impute").fingerprint() != PlanConfig().fingerprint()

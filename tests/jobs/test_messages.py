@@ -1,0 +1,46 @@
+"""The message layer: prefixed lines, repairs added up over shards and said once."""
+from __future__ import annotations
+
+import logging
+
+from replenish.jobs._messages import Formatter, merge_reports, repair_lines, say, sum_reports
+
+
+def test_every_line_is_prefixed(capsys):
+    say("2 of 3 shards failed:\n  shard 0: x\n  shard 2: y")
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["[replenish] 2 of 3 shards failed:", "[replenish]   shard 0: x",
+                   "[replenish]   shard 2: y"]
+    rec = logging.LogRecord("replenish", logging.WARNING, __file__, 1, "a %d\nb", (1,), None)
+    assert Formatter().format(rec) == "[replenish] warning: a 1\n[replenish] b"
+    rec = logging.LogRecord("distributed.nanny", logging.INFO, __file__, 1, "started", (), None)
+    assert Formatter().format(rec) == "[replenish] started"
+
+
+def test_shard_reports_are_added_up_and_said_once():
+    # three shards, as the workers report them
+    reports = [
+        {"input_rows": 100, "gaps_filled": 5, "gap_fill": {"Open": 5, "price": 5},
+         "gap_fill_rules": {"Open": "0", "price": "interpolate"},
+         "static_missing": {"fmt": 40}, "static_missing_series": {"fmt": 2},
+         "locations_without_recent_rows": 1, "locations_without_recent_rows_examples": ["9: 3 periods"]},
+        {"input_rows": 50, "gaps_filled": 2, "gap_fill": {"Open": 2, "price": 2},
+         "static_missing": {"fmt": 20}, "static_missing_series": {"fmt": 1},
+         "covariates_filled": {"price": 4}},
+        {"input_rows": 10},
+    ]
+    repairs = merge_reports(reports)
+    assert repairs == {"gaps_filled": 7, "gap_fill:Open": 7, "gap_fill:price": 7,
+                       "static_missing:fmt": 60, "locations_without_recent_rows": 1,
+                       "filled:price": 4}
+    lines = repair_lines(repairs, reports, reports[0]["gap_fill_rules"])
+    assert len(lines) == len(set(lines))
+    assert "7 missing periods inside series filled with zero demand" in lines
+    assert "covariates in the 7 filled periods: Open=0, price interpolated (set with --gap-fill " \
+           "COLUMN=VALUE)" in lines
+    assert "column 'fmt': 3 series (60 rows) without a static attribute get the missing category" \
+        in lines
+    assert any(line.startswith("warning: 1 location(s)") and "e.g. 9: 3 periods" in line
+               for line in lines)
+    # one report for several panels (the train job's) gives the same repairs
+    assert merge_reports([sum_reports(reports)]) == repairs
