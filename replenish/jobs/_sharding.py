@@ -130,11 +130,17 @@ class ShardPlan:
 
 
 def _file_dataset(source: Any, file: str, fmt: str | None, base: str | None,
-                  part_types: dict[str, str] | None = None) -> ds.Dataset:
+                  part_types: dict[str, str] | None = None,
+                  csv_types: dict[str, str] | None = None) -> ds.Dataset:
     """One input file of ``source`` (with its hive partition columns when under ``base``;
     ``part_types``: the types of partition columns, e.g. {"location": "int64"} for a job's
-    own output, instead of types inferred from the folder names)."""
+    own output, instead of types inferred from the folder names; ``csv_types``: the types of
+    some CSV columns, instead of types inferred from the file's first rows)."""
     fs, _ = _filesystem(source)
+    if fmt == "csv" and csv_types:
+        import pyarrow.csv as pacsv
+        fmt = ds.CsvFileFormat(convert_options=pacsv.ConvertOptions(
+            column_types={k: pa.type_for_alias(v) for k, v in csv_types.items()}))
     if base:
         part = ds.partitioning(pa.schema([(k, pa.type_for_alias(v)) for k, v in part_types.items()]),
                                flavor="hive") if part_types else "hive"
@@ -204,7 +210,8 @@ def stage_file(source: Any, file: str, fmt: str, base: str | None, columns: Sequ
                buffer_rows: int = BUFFER_ROWS,
                check: Callable[[pa.Table], Any] | None = None,
                pairs: str | None = None, fill_keys: Sequence[str] = (),
-               part_types: dict[str, str] | None = None) -> dict[str, Any]:
+               part_types: dict[str, str] | None = None,
+               csv_types: dict[str, str] | None = None) -> dict[str, Any]:
     """Split one input file into shard folders.
 
     Returns ``{"counts": rows written per shard, "pairs": ..., "last_date": ...}``. With
@@ -219,10 +226,13 @@ def stage_file(source: Any, file: str, fmt: str, base: str | None, columns: Sequ
     called on each batch before it is written (the row rules of the history), so bad input
     fails here, before any training. ``fill_keys``: key columns that the file may lack
     (a history with one key): they are added, holding the constant ``KEY_CONSTANT``.
-    ``part_types``: types of hive partition columns (see ``_file_dataset``).
+    ``part_types``, ``csv_types``: types of hive partition columns and of CSV columns (see
+    ``_file_dataset``). A CSV value that does not fit the type pyarrow inferred from the
+    file's first rows is an error naming the file, the column and the cure.
     """
     from ..engine.validate import with_constant_keys
-    d = _file_dataset(source, file, fmt, base, part_types)
+    d = _file_dataset(source, file, fmt, base, part_types,
+                      {k: v for k, v in (csv_types or {}).items() if k in columns} or None)
     fill = [k for k in fill_keys if k not in d.schema.names]
     columns = [c for c in columns if c not in fill]
     missing = [c for c in columns if c not in d.schema.names]
@@ -232,7 +242,8 @@ def stage_file(source: Any, file: str, fmt: str, base: str | None, columns: Sequ
     split = _Splitter(key_cols, shards, stage, name,
                       f"{order:06d}-{hashlib.sha1(file.encode()).hexdigest()[:12]}", buffer_rows, pairs)
     last = None
-    for batch in d.to_batches(columns=list(columns), batch_size=batch_rows):
+    for batch in _csv_checked(d.to_batches(columns=list(columns), batch_size=batch_rows),
+                              name, file, d.schema):
         table = with_constant_keys(pa.Table.from_batches([batch]), fill)
         if check is not None:
             try:
@@ -244,6 +255,27 @@ def stage_file(source: Any, file: str, fmt: str, base: str | None, columns: Sequ
         split.add(table)
     split.flush()
     return split.result(last)
+
+
+def _csv_checked(batches, name: str, file: str, schema: pa.Schema):
+    """``batches``, with a CSV conversion error (a value that does not fit the column type
+    inferred from the file's first rows: 'a' in a column of 0s) said as a data error."""
+    it = iter(batches)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except pa.ArrowInvalid as e:
+            import re
+            m = re.search(r"CSV column #(\d+)", str(e))
+            col = schema.names[int(m.group(1))] if m and int(m.group(1)) < len(schema.names) else None
+            what = f"column '{col}'" if col else "a column"
+            raise DataError(f"{name} file {file}: {what}: {e}. A CSV column's type is inferred "
+                            f"from the file's first rows: a column of labels (holiday letters, "
+                            f"event names) is read as text when listed in --categorical-cols; "
+                            f"otherwise write the file as Parquet with the column's type") from None
+        yield batch
 
 
 def stage_table(table: pa.Table, columns: Sequence[str], key_cols: tuple[str, str],

@@ -313,6 +313,9 @@ def _stage_all(client, cfg: PlanConfig, stage: Path, n_shards: int,
     # (a hive read would infer it: "0042" would be the number 42).
     types = {"forecasts": {"location": t} for t in [(_source_job(cfg.forecasts).get("key_types")
                                                      or {}).get("location")] if t}
+    # CSV: labels are text, demand a number, whatever the file's first rows look like
+    csv_types = {"history": {**{x: "string" for x in c.categorical}, c.demand: "double"},
+                 "future": {x: "string" for x in c.categorical if x in c.known}}
     # The shard plan comes from the rows per location of the main input (history or forecasts).
     name, source, _, keys = jobs[0]
     if isinstance(source, pa.Table):
@@ -355,7 +358,8 @@ def _stage_all(client, cfg: PlanConfig, stage: Path, n_shards: int,
         futures += [(name, client.submit(_sharding.stage_file, str(source), f, fmt, base, columns, keys,
                                          plan, str(stage), name, order=i, check=check,
                                          pairs=pairs.get(name), fill_keys=fill,
-                                         part_types=types.get(name), pure=False))
+                                         part_types=types.get(name),
+                                         csv_types=csv_types.get(name), pure=False))
                     for i, f in enumerate(files)]
     done = [f for _, f in futures]
     pending = [f for f in done if not isinstance(f, dict)]

@@ -7,6 +7,9 @@ import sys
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
+
+from replenish.engine.contract import DataError
 
 from replenish.jobs import _sharding
 from tests.conftest import make_history
@@ -122,3 +125,29 @@ def test_count_locations_matches_a_plain_count(tmp_path):
     ref[str(t.column("location")[0].as_py())] -= 1
     assert _sharding.count_locations(with_null, None, None, None, "location") == ref
 
+
+
+def test_csv_labels_late_in_a_file_are_text_not_a_crash(tmp_path):
+    # a holiday column of "0" for more than pyarrow's first block (1 MB), then letters: the
+    # inferred int64 cannot hold 'a'
+    n = 120_000
+    hol = np.array(["0"] * n, dtype=object)
+    hol[-3:] = ["a", "b", "c"]
+    t = pa.table({"sku": np.repeat(["S0", "S1"], n // 2), "location": ["L0"] * n,
+                  "date": np.tile(np.datetime64("2020-01-01") + np.arange(n // 2), 2),
+                  "demand": np.ones(n), "holiday": hol})
+    csv = tmp_path / "h.csv"
+    import pyarrow.csv as pcsv
+    pcsv.write_csv(t, csv, pcsv.WriteOptions(quoting_style="none"))
+    assert csv.stat().st_size > 2 << 20
+    files, fmt, base = _sharding.input_files(str(csv))
+    args = (str(csv), files[0], fmt, base, t.column_names, ("sku", "location"), 2)
+    with pytest.raises(DataError, match=r"history file .*h.csv: column 'holiday': .*invalid value "
+                                        r"'a'.*listed in --categorical-cols"):
+        _sharding.stage_file(*args, str(tmp_path / "st"), "history")
+    got = _sharding.stage_file(*args, str(tmp_path / "st2"), "history",
+                               csv_types={"holiday": "string"})
+    assert sum(got["counts"].values()) == n
+    staged = pa.concat_tables([_sharding.read_shard(tmp_path / "st2", "history", s) for s in got["counts"]])
+    assert staged.schema.field("holiday").type == pa.string()
+    assert sorted(set(staged.column("holiday").to_pylist())) == ["0", "a", "b", "c"]
