@@ -24,7 +24,8 @@ TOPIC = "replenish-log"
 log = logging.getLogger("replenish")
 
 #: Report counts that add up over shards (the manifest's ``repairs``).
-COUNTED = ("gaps_filled", "trailing_filled", "negative_clipped", "missing_demand_zeroed",
+COUNTED = ("gaps_filled", "trailing_filled", "gaps_missing", "trailing_missing",
+           "negative_clipped", "missing_demand_zeroed",
            "duplicates_summed", "future_known_filled", "future_rows_unknown",
            "future_rows_outside_horizon", "echelon_missing", "protection_beyond_horizon",
            "locations_without_recent_rows")
@@ -183,10 +184,17 @@ def repair_lines(repairs: dict[str, int], reports: Iterable[dict[str, Any]] = ()
         lines.append(f"{n('duplicates_summed'):,} duplicate rows summed into their first row")
     if n("gaps_filled"):
         lines.append(f"{n('gaps_filled'):,} missing periods inside series filled with zero demand")
-        rows = sum(int(r.get("input_rows", 0)) for r in reports)
-        if rows and n("gaps_filled") > rows:
-            lines.append(f"warning: more periods were missing ({n('gaps_filled'):,}) than the "
-                         f"history has rows ({rows:,}): check the frequency and the dates")
+    gaps = n("gaps_filled", 0) + n("gaps_missing", 0)
+    rows = sum(int(r.get("input_rows", 0)) for r in reports)
+    if rows and gaps > rows:
+        lines.append(f"warning: more periods were missing ({gaps:,}) than the history has rows "
+                     f"({rows:,}): check the frequency and the dates")
+    if n("gaps_missing"):
+        lines.append(f"{n('gaps_missing'):,} missing periods inside series left unknown "
+                     f"(--gaps missing)")
+    if n("trailing_missing"):
+        lines.append(f"{n('trailing_missing'):,} periods after series' last rows, up to the "
+                     f"history's end, left unknown (--gaps missing)")
     if n("trailing_filled"):
         lines.append(f"{n('trailing_filled'):,} periods after series' last rows, up to the "
                      f"history's end, filled with zero demand")

@@ -32,7 +32,8 @@ import pyarrow as pa
 from ..engine.contract import DataError, InventoryDefaults
 from ..engine.io import open_dataset
 from ..engine.validate import (KEY_CONSTANT, check_inventory_rows, check_rows, constant_keys,
-                               examples_text, infer_freq, key_text, missing_hint)
+                               examples_text, gap_rules, infer_freq, key_text,
+                               missing_hint)
 from . import _messages, _profile, _progress, _sharding
 from ._tasks import optimize_shard_task, plan_shard_task, train_task
 from .cluster import connect
@@ -471,6 +472,10 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
                          "--capacity or --budget-table too")
     from .exceptions import ExceptionSettings
     ExceptionSettings.from_mapping(cfg.exceptions)
+    if cfg.missing_static not in ("error", "impute"):
+        raise ValueError(f"missing_static must be 'error' or 'impute', got {cfg.missing_static!r}")
+    if cfg.gap_fill:   # a column or value the rules cannot use fails now, not in every shard
+        gap_rules(cfg.columns, cfg.gap_fill)
     model_meta = _check_saved_model(cfg) if cfg.model and "forecast" in stages else None
     out = Path(cfg.out)
     fp = cfg.fingerprint() + "-" + _inputs_signature(cfg) + "-" + "+".join(stages)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -254,3 +255,31 @@ def test_rossmann_like_feed_end_to_end_with_a_clean_log(tmp_path):
         in summary_line
     f = read_output(out, "forecasts")
     assert f.num_rows == N_STORES * TINY["horizon"]
+
+
+def _worker_says(i: int) -> int:
+    import logging
+    import warnings
+    logging.getLogger("replenish").warning("the model has no validation periods")
+    logging.getLogger("replenish.repairs").warning("shard %d: 3 rows clipped", i)  # in reports
+    logging.getLogger("replenish").info("step %d", i)                # INFO: only with --verbose
+    warnings.warn("a library's warning")
+    return i
+
+
+def test_worker_messages_are_said_once_in_the_job_process(client, caplog):
+    import time
+
+    from replenish.jobs._messages import forward_worker_logs
+    caplog.set_level(logging.INFO)
+    with forward_worker_logs(client, verbose=False):
+        assert sorted(client.gather([client.submit(_worker_says, i, pure=False)
+                                     for i in range(6)])) == list(range(6))
+        for _ in range(50):   # the events travel worker -> scheduler -> client
+            if "a library's warning" in caplog.text:
+                break
+            time.sleep(0.1)
+    said = [r.getMessage() for r in caplog.records if not r.name.startswith("distributed")]
+    assert said.count("the model has no validation periods") == 1
+    assert sum("a library's warning" in m for m in said) == 1
+    assert not [m for m in said if "clipped" in m or m.startswith("step")]
