@@ -93,7 +93,11 @@ def resolve(parts: list[dict[str, Any] | None], columns: ColumnMap, missing_stat
         numbers.append(c)
         values = np.concatenate([g["values"] for g in got]) if got else np.zeros(0)
         lacking = sum(g["lacking"] for g in got)
-        examples = [e for g in got for e in g["examples"]][:3]
+        examples = [e for g in got for e in g["examples"]]
+        try:
+            examples = sorted(examples)[:3]
+        except TypeError:   # ids of mixed types
+            examples = sorted(examples, key=lambda e: tuple(map(str, e)))[:3]
         median = float(np.median(values)) if len(values) else 0.0
         if lacking:
             if missing_static == "error":

@@ -99,7 +99,7 @@ def _drop_compute_failed(record: logging.LogRecord) -> bool:
 def _quiet_task_errors():
     """A worker plugin: the worker loggers drop their "Compute Failed" records and the
     cancellations that follow (the job reports the error itself, with the shard or file it
-    belongs to), and distributed's records below ERROR (without --verbose)."""
+    belongs to), and distributed's other records but critical ones (without --verbose)."""
     from distributed.diagnostics.plugin import WorkerPlugin
 
     class QuietTaskErrors(WorkerPlugin):
@@ -110,8 +110,9 @@ def _quiet_task_errors():
                 logger = logging.getLogger(name)
                 if _drop_compute_failed not in logger.filters:
                     logger.addFilter(_drop_compute_failed)
-            # nor the workers' own chatter (event loop, garbage collection, memory notes):
-            # a worker lost for good is reported by the job and by the nanny in its process
-            logging.getLogger("distributed").setLevel(logging.ERROR)
+            # nor the workers' own chatter (event loop, garbage collection, memory notes, a
+            # heartbeat cut by the scheduler's shutdown): a task's error is the job's to say,
+            # and a worker lost for good is said by its nanny, in the job's process
+            logging.getLogger("distributed").setLevel(logging.CRITICAL)
 
     return QuietTaskErrors()
