@@ -287,7 +287,7 @@ def stage_table(table: pa.Table, columns: Sequence[str], key_cols: tuple[str, st
     table = with_constant_keys(table, fill_keys)
     last = check(table) if check is not None else None
     split = _Splitter(key_cols, shards, stage, name, "table", max(table.num_rows, 1), pairs)
-    split.add(table.select(list(columns)))
+    split.add(table.select(list(columns) + [k for k in fill_keys if k not in columns]))
     split.flush()
     return split.result(last)
 

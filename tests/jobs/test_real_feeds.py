@@ -283,3 +283,26 @@ def test_worker_messages_are_said_once_in_the_job_process(client, caplog):
     assert said.count("the model has no validation periods") == 1
     assert sum("a library's warning" in m for m in said) == 1
     assert not [m for m in said if "clipped" in m or m.startswith("step")]
+
+
+def test_product_totals_without_a_location_column(client, trained, tmp_path):
+    """Product totals: no location column in the history, the inventory or the future; every
+    series is at the location 'all', split over the shards by the series hash."""
+    hist = _with_keys(make_history(n_series=8, n_days=40, seed=5),
+                      pa.array([f"P{i}" for i in range(8)]), pa.array(["x"] * 8)).drop_columns(["location"])
+    inv = _inventory(pa.table({"sku": pa.array([f"P{i}" for i in range(8)])}))
+    out = tmp_path / "totals"
+    summary = run_plan(PlanConfig(history=hist, inventory=inv, out=str(out), columns=COLS,
+                                  model=str(trained), shards=3, n_samples=100),
+                       stages=("forecast", "optimize"), client=client)
+    assert summary["constant_keys"] == {"location": "all"} and summary["series"] == 8
+    o = read_output(out, "orders")
+    assert set(o.column("location").to_pylist()) == {"all"}
+    assert sorted(o.column("sku").to_pylist()) == [f"P{i}" for i in range(8)]
+    assert len(list((out / "orders" / "location=all").glob("*.parquet"))) == 3   # by hash
+    # an inventory that names other locations does not match
+    bad = inv.append_column("location", pa.array(["L1"] * 8))
+    with pytest.raises(DataError, match="every row is a SKU-location of the history"):
+        run_plan(PlanConfig(history=hist, inventory=bad, out=str(tmp_path / "bad"), columns=COLS,
+                            model=str(trained), shards=3), stages=("forecast", "optimize"),
+                 client=client)
