@@ -116,7 +116,11 @@ def forward_worker_logs(client, verbose: bool | None = None) -> Iterator[None]:
         if key in seen:
             return
         seen.add(key)
-        logging.getLogger(msg["name"]).log(msg["level"], msg["msg"])
+        logger = logging.getLogger(msg["name"])
+        if logger.hasHandlers():
+            logger.log(msg["level"], msg["msg"])
+        elif msg["level"] >= logging.WARNING:   # no logging set up (a script): as Python's
+            say(f"warning: {msg['msg']}")        # last resort would, but prefixed
 
     client.subscribe_topic(TOPIC, handler)
     client.register_plugin(_worker_plugin(verbose))

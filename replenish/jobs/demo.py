@@ -17,6 +17,11 @@ __all__ = ["run_demo"]
 DEMO_FORECAST = {"time_budget_s": 150.0}
 
 
+def _day(t):
+    """A date as written (2019-04-03), also when the column held timestamps."""
+    return t.date() if hasattr(t, "hour") else t
+
+
 def run_demo(out: str | Path = "demo_output", n_workers: int = 2, forecast: dict | None = None) -> dict:
     """Plan on the bakery data: the last 28 days are held out as the 'future' of known covariates.
 
@@ -45,7 +50,7 @@ def run_demo(out: str | Path = "demo_output", n_workers: int = 2, forecast: dict
                      columns=c, n_workers=n_workers,
                      forecast=dict(DEMO_FORECAST if forecast is None else forecast), report=True)
     print(f"[replenish] demo: bakery data ({bakery_path().name}), {hist.num_rows} history rows, "
-          f"plan as of {cut + dt.timedelta(days=1)}")
+          f"plan as of {_day(cut + dt.timedelta(days=1))}")
     summary = run_plan(cfg, overwrite=True)
     print_summary(summary)
     print(f"[replenish] results: forecasts in {out / 'plan' / 'forecasts'}, orders in "
