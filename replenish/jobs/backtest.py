@@ -51,10 +51,10 @@ from ..engine.panel import FREQ_DEFAULTS, FREQ_STEP_DAYS
 from . import _progress
 from ._backtest_tasks import POLICIES, forecast_origin_task, shard_freq, simulate_shard_task
 from ._tasks import train_task
-from .cluster import connect
 from .config import PlanConfig
-from .plan import (JobError, _borrowed, _inputs_signature, _key_types, _n_shards, _say, _spec,
-                   _stage_all, _write_manifest, read_manifest)
+from . import _profile
+from .plan import (JobError, _constant_keys, _inputs_signature, _job_client, _key_types, _n_shards,
+                   _profile_history, _say, _spec, _stage_all, _write_manifest, read_manifest)
 
 __all__ = ["BacktestSettings", "run_backtest", "finished_backtest", "equal_service_reduction",
            "print_backtest"]
@@ -191,7 +191,7 @@ def run_backtest(cfg: PlanConfig, settings: BacktestSettings | None = None, *,
     out.mkdir(parents=True, exist_ok=True)
     (out / "_SUCCESS").unlink(missing_ok=True)
     t_start = time.perf_counter()
-    with (_borrowed(client) if client is not None else connect(cfg.scheduler, cfg.n_workers)) as cl:
+    with _job_client(client, cfg) as cl:
         n_workers = max(1, len(cl.scheduler_info().get("workers", {})))
         if not manifest:
             manifest = {"job": "backtest", "fingerprint": fp, "status": "running",
@@ -240,10 +240,14 @@ def _run(cl, cfg: PlanConfig, settings: BacktestSettings, out: Path, manifest: d
     if not manifest.get("staged") or not stage.exists():
         shutil.rmtree(stage, ignore_errors=True)
         _say(f"backtest: staging inputs into {n_shards} shards on {n_workers} workers")
-        plan, last = _stage_all(cl, cfg, stage, n_shards)
-        manifest.update(staged=True, shard_plan=plan.to_json(), history_end=last)
+        spec0 = _spec(cfg, True, ("train", "forecast"))
+        plan, last = _stage_all(cl, cfg, stage, n_shards, tuple(_constant_keys(cfg)))
+        manifest.update(staged=True, shard_plan=plan.to_json(), history_end=last,
+                        profile=_profile_history(cl, cfg, stage, n_shards, spec0, None))
         _write_manifest(out, manifest)
     spec = _spec(cfg, True, ("train", "forecast"))   # the history holds the known covariates' future
+    if manifest.get("profile"):   # the same static numbers, medians and flags in every shard
+        spec.update(_profile.spec_entries(manifest["profile"]))
     spec["end"] = manifest["history_end"]
     if not spec.get("freq"):
         for s in range(n_shards):
