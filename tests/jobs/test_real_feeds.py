@@ -306,3 +306,29 @@ def test_product_totals_without_a_location_column(client, trained, tmp_path):
         run_plan(PlanConfig(history=hist, inventory=bad, out=str(tmp_path / "bad"), columns=COLS,
                             model=str(trained), shards=3), stages=("forecast", "optimize"),
                  client=client)
+
+
+def test_store_totals_through_evaluate_and_echelon(client, trained, tmp_path):
+    """Store totals (no sku column anywhere): the plan, then evaluate with a later history of
+    the same shape, and echelon with a network of the stores."""
+    from replenish.jobs.echelon import place_safety_stock
+    from replenish.jobs.evaluate import evaluate_run
+    stores = pa.array([101, 102, 103, 104, 105, 106, 107, 108], pa.int64())
+    full = _with_keys(make_history(n_series=8, n_days=47, seed=5), pa.array(["x"] * 8), stores)
+    full = full.drop_columns(["sku"])
+    last = pc.max(full.column("date")).as_py()
+    import datetime as dt
+    hist = full.filter(pc.less_equal(full.column("date"), pa.scalar(last - dt.timedelta(days=7))))
+    inv = _inventory(pa.table({"location": stores}))
+    out = tmp_path / "stores"
+    run_plan(PlanConfig(history=hist, inventory=inv, out=str(out), columns=COLS, model=str(trained),
+                        shards=2, n_samples=100), stages=("forecast", "optimize"), client=client)
+    res = evaluate_run(out, full, tmp_path / "eval")
+    assert res["series"] == 8 and res["periods"] == 8 * 7 and res["service"]["series_due"] == 8
+    t = res["series_table"]
+    assert set(t.column("sku").to_pylist()) == {"all"} and t.schema.field("location").type == pa.int64()
+    net = pa.table({"location": stores, "dc": pa.array(["N"] * 4 + ["S"] * 4),
+                    "dc_lead_time_days": pa.array(np.full(8, 5.0))})
+    ech = place_safety_stock(out, net, tmp_path / "ech")
+    dc = ech["dc_table"]
+    assert dc.num_rows == 2 and set(dc.column("sku").to_pylist()) == {"all"}
