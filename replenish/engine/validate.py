@@ -514,21 +514,21 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
     indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     rows = indptr[sid] + pos
     n_rows = int(indptr[-1])
-    gaps = n_rows - len(rows) - trailing
-    if gaps:
-        report["gaps_filled"] = gaps
-        repair_log.info("%d missing periods filled with zero demand", gaps)
-        if gaps > len(rows):
+    n_gaps = n_rows - len(rows) - trailing
+    if n_gaps:
+        report["gaps_filled"] = n_gaps
+        repair_log.info("%d missing periods filled with zero demand", n_gaps)
+        if n_gaps > len(rows):
             repair_log.warning("more periods were missing and filled with zero demand (%d) "
                                "than the history has rows (%d): check the frequency (%s) and "
-                               "the dates", gaps, len(rows), freq)
+                               "the dates", n_gaps, len(rows), freq)
     # missing values of the rows given come from the series' own rows, never from a gap
     given_ptr = np.concatenate([[0], np.cumsum(np.bincount(sid, minlength=n_series))])
     filled = _fill_covariates(cov, given_ptr.astype(np.int64), cov_names)
     if filled:
         report["covariates_filled"] = filled
         repair_log.info("missing covariate values filled (forward, backward, else 0): %s", filled)
-    if gaps or trailing:
+    if n_gaps or trailing:
         flat_demand = np.zeros(n_rows, dtype=np.float32)
         flat_demand[rows] = demand
         flat_cov = np.empty((n_rows, len(cov_names)), dtype=np.float32)
