@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from ..engine.contract import ColumnMap, DataError
 from ..engine.validate import MISSING_SUFFIX, _plain, examples_text, to_numeric
-from ._sharding import read_shard
+from ._sharding import _pair_hash, read_shard
 
 __all__ = ["profile_shard", "resolve", "spec_entries", "profile_lines"]
 
@@ -45,24 +45,29 @@ def profile_shard(stage: str, shard: int, columns: dict[str, Any]) -> dict[str, 
         v = to_numeric(t.column(c), c, flags=True)
         v = v[~np.isnan(v)]
         out["flags"][c] = [bool(len(v)), bool(np.isin(v, (0.0, 1.0)).all())]
-    series = None
+    series = first_row = None
     for c in cols.static:
         typ = t.schema.field(c).type
         if not (pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ)):
             out["static"][c] = {"float": False, "values": np.zeros(0), "lacking": 0, "examples": []}
             continue
-        if series is None:
-            series, uniq = pd.factorize(pd.MultiIndex.from_arrays(
-                [t.column(cols.sku).to_numpy(zero_copy_only=False),
-                 t.column(cols.location).to_numpy(zero_copy_only=False)]))
-        v = pd.Series(to_numeric(t.column(c), c))
-        lacking = v.isna().groupby(series).any().to_numpy()
-        first = v.groupby(series).first().to_numpy()     # (skips missing values)
+        if series is None:   # series of each row, by the shards' pair hash (no text per row)
+            h, _, _ = _pair_hash(t.column(cols.sku), t.column(cols.location))
+            series, uniq = pd.factorize(h)
+            first_row = np.full(len(uniq), t.num_rows, np.int64)
+            np.minimum.at(first_row, series, np.arange(t.num_rows))
+        v = to_numeric(t.column(c), c)
+        miss = np.isnan(v)
+        lacking = np.bincount(series, weights=miss, minlength=len(first_row)) > 0
+        ok = np.flatnonzero(~miss)
+        s_ok, at = np.unique(series[ok], return_index=True)   # each series' first value
+        rows = first_row[np.flatnonzero(lacking)[:3]]
         out["static"][c] = {
             "float": bool(pa.types.is_floating(typ) or pa.types.is_decimal(typ)),
-            "values": first[~np.isnan(first)].astype(np.float64),
+            "values": v[ok[at]].astype(np.float64),
             "lacking": int(lacking.sum()),
-            "examples": [tuple(_py(x) for x in uniq[i]) for i in np.flatnonzero(lacking)[:3]]}
+            "examples": [(_py(t.column(cols.sku)[int(r)].as_py()),
+                          _py(t.column(cols.location)[int(r)].as_py())) for r in rows]}
     return out
 
 

@@ -26,7 +26,7 @@ from ..engine.contract import DataError
 from ..engine.io import _filesystem, input_format, open_dataset, write_parquet_atomic
 
 __all__ = ["shard_of", "ShardPlan", "count_locations", "input_files", "stage_file", "stage_table",
-           "shard_dir"]
+           "shard_dir", "partition_type"]
 
 
 def _as_text(col: pa.Array | pa.ChunkedArray | np.ndarray) -> pa.DictionaryArray:
@@ -129,6 +129,15 @@ class ShardPlan:
         return cls(int(d["n_shards"]), {k: tuple(v) for k, v in d["units"].items()})
 
 
+def partition_type(alias: str | None) -> pa.DataType | None:
+    """The Arrow type recorded as ``alias`` ("int64", "string", "date32[day]"), or None when
+    it has no alias (a time-zone timestamp, a decimal: those partitions are inferred)."""
+    try:
+        return pa.type_for_alias(alias) if alias else None
+    except (ValueError, KeyError):
+        return None
+
+
 def _file_dataset(source: Any, file: str, fmt: str | None, base: str | None,
                   part_types: dict[str, str] | None = None,
                   csv_types: dict[str, str] | None = None) -> ds.Dataset:
@@ -142,8 +151,9 @@ def _file_dataset(source: Any, file: str, fmt: str | None, base: str | None,
         fmt = ds.CsvFileFormat(convert_options=pacsv.ConvertOptions(
             column_types={k: pa.type_for_alias(v) for k, v in csv_types.items()}))
     if base:
-        part = ds.partitioning(pa.schema([(k, pa.type_for_alias(v)) for k, v in part_types.items()]),
-                               flavor="hive") if part_types else "hive"
+        typed = [(k, partition_type(v)) for k, v in (part_types or {}).items()]
+        typed = [(k, t) for k, t in typed if t is not None]
+        part = ds.partitioning(pa.schema(typed), flavor="hive") if typed else "hive"
         return ds.dataset([file], format=fmt, filesystem=fs, partitioning=part,
                           partition_base_dir=base)
     return ds.dataset(file, format=fmt, filesystem=fs)

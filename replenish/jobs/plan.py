@@ -100,10 +100,9 @@ def read_output(out: str | Path, name: str = "orders", columns: list[str] | None
     folder names.
     """
     import pyarrow.dataset as pds
-    typ = read_manifest(out).get("key_types", {}).get("location")
+    typ = _sharding.partition_type(read_manifest(out).get("key_types", {}).get("location"))
     # the folder names parsed as the recorded type: int64 stays int64, "0042" stays text
-    part = pds.partitioning(pa.schema([("location", pa.type_for_alias(typ))]), flavor="hive") \
-        if typ else "hive"
+    part = pds.partitioning(pa.schema([("location", typ)]), flavor="hive") if typ else "hive"
     d = pds.dataset(Path(out) / name, format="parquet", partitioning=part)
     t = d.to_table(columns=columns)
     if "location" in t.column_names:
@@ -112,7 +111,7 @@ def read_output(out: str | Path, name: str = "orders", columns: list[str] | None
         if pa.types.is_dictionary(col.type):
             col = col.cast(col.type.value_type)
         if typ:
-            col = col.cast(pa.type_for_alias(typ))
+            col = col.cast(typ)
         t = t.set_column(i, "location", col)
         names = t.column_names
         if "sku" in names:
