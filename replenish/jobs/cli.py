@@ -308,10 +308,11 @@ def print_summary(summary: dict[str, Any]) -> None:
     if summary.get("repairs"):   # each was said above; the counts are in the manifest
         line(f"  data repairs: {len(summary['repairs'])} counts in the manifest's summary.repairs")
     if summary.get("exceptions"):
-        money = "money" if summary.get("unit_cost_given", True) else "units, no unit costs"
+        money = "money at stake" if summary.get("unit_cost_given", True) else \
+            "value at stake, in units: no unit costs"
         top = ", ".join(f"{k} {v['items']} ({v['value']:,.0f})"
                         for k, v in list(summary["exceptions"].items())[:4])
-        line(f"  exceptions (items, {money} at stake): {top}")
+        line(f"  exceptions (items, {money}): {top}")
         line(f"  {'exceptions':10s} {out / 'exceptions'}")
     if summary.get("budget"):
         b = summary["budget"]
