@@ -465,34 +465,37 @@ def equal_service_reduction(ours: list[dict], classical: list[dict], target: flo
 
 
 def print_backtest(summary: dict[str, Any]) -> None:
-    """The summary table and the key figure, as the CLI prints them."""
+    """The summary table and the key figure, as the CLI prints them (each line prefixed)."""
+    def line(text: str) -> None:
+        print(f"[replenish] {text}", flush=True)
+
     t = summary["table"]
     measure = summary["service_measure"]
-    print(f"backtest of {summary['series']} SKU-locations over {len(summary['origins'])} origins "
-          f"({summary['origins'][0]} ... {summary['origins'][-1]}), in {summary.get('seconds', 0):.0f} s")
+    line(f"backtest of {summary['series']} SKU-locations over {len(summary['origins'])} origins "
+         f"({summary['origins'][0]} ... {summary['origins'][-1]}), in {summary.get('seconds', 0):.0f} s")
     if summary.get("excluded_new_series"):
-        print(f"  ({summary['excluded_new_series']} SKU-locations without history at the first "
-              f"origin are not simulated)")
+        line(f"  ({summary['excluded_new_series']} SKU-locations without history at the first "
+             f"origin are not simulated)")
     head = (f"{'policy':10s} {'target':>6s} {'cycle svc':>9s} {'fill rate':>9s} {'avg stock':>11s} "
             f"{'stock value':>12s} {'stockouts':>9s} {'expired':>8s} {'total cost':>11s}")
-    print(head)
-    print("-" * len(head))
+    line(head)
+    line("-" * len(head))
     for _, r in t.iterrows():
-        print(f"{r.policy:10s} {r.target:6.2f} {r.cycle_service_level:9.4f} {r.fill_rate:9.4f} "
-              f"{r.avg_on_hand_units:11.1f} {r.avg_on_hand_value:12.2f} {r.stockout_periods:9.0f} "
-              f"{r.expired_units:8.0f} {r.total_cost:11.2f}")
-    print("  (avg stock: units on hand summed over SKU-locations, averaged over periods; "
-          "stock value in currency; stockouts: SKU-location periods)")
+        line(f"{r.policy:10s} {r.target:6.2f} {r.cycle_service_level:9.4f} {r.fill_rate:9.4f} "
+             f"{r.avg_on_hand_units:11.1f} {r.avg_on_hand_value:12.2f} {r.stockout_periods:9.0f} "
+             f"{r.expired_units:8.0f} {r.total_cost:11.2f}")
+    line("  (avg stock: units on hand summed over SKU-locations, averaged over periods; "
+         "stock value in currency; stockouts: SKU-location periods)")
     acc = t.drop_duplicates("policy")
     for _, r in acc.iterrows():
-        print(f"  forecast accuracy, {r.policy}: RMSSE {r.rmsse:.3f}, SPL {r.spl:.3f}, bias "
-              f"{r.bias:+.3f}, 90% interval coverage {r.interval_coverage:.3f}")
+        line(f"  forecast accuracy, {r.policy}: RMSSE {r.rmsse:.3f}, SPL {r.spl:.3f}, bias "
+             f"{r.bias:+.3f}, 90% interval coverage {r.interval_coverage:.3f}")
     h = summary["equal_service"]
     if h.get("reduction") is not None:
         more_less = "less" if h["reduction"] >= 0 else "more"
-        print(f"at the realised {measure.replace('_', ' ')} of the {h['target']:g} target "
-              f"({h['service']:.4f}), replenish holds {h['ours_value']:.2f} of stock value against "
-              f"{h['classical_value']:.2f} for the classical policy: "
-              f"{100 * abs(h['reduction']):.1f}% {more_less}")
+        line(f"at the realised {measure.replace('_', ' ')} of the {h['target']:g} target "
+             f"({h['service']:.4f}), replenish holds {h['ours_value']:.2f} of stock value against "
+             f"{h['classical_value']:.2f} for the classical policy: "
+             f"{100 * abs(h['reduction']):.1f}% {more_less}")
     else:
-        print(f"equal-service comparison at the {h['target']:g} target: not available ({h.get('reason')})")
+        line(f"equal-service comparison at the {h['target']:g} target: not available ({h.get('reason')})")

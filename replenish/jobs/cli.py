@@ -265,8 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = BacktestSettings.build(load_toml(args.config).get("backtest"), **flags)
             summary = run_backtest(_config_from_args(args), settings, overwrite=args.overwrite)
             print_backtest(summary)
-            print(f"  results in {summary['out']} (summary.parquet, origins.parquet, series/, "
-                  f"backtest.json)")
+            print(f"[replenish]   results in {summary['out']} (summary.parquet, origins.parquet, "
+                  f"series/, backtest.json)")
             return 0
         cfg = _config_from_args(args)
         from .plan import run_plan

@@ -95,6 +95,7 @@ def test_backtest_cli_end_to_end(tmp_path, capsys):
     stamp = (out / "summary.parquet").stat().st_mtime_ns
     assert main(argv) == 0
     assert capsys.readouterr().out.splitlines()[1:12] == printed.splitlines()[1:12]
+    assert all(ln.startswith("[replenish]") for ln in printed.splitlines())
     assert (out / "summary.parquet").stat().st_mtime_ns == stamp
 
 
