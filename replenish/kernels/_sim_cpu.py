@@ -14,7 +14,8 @@ import math
 import numpy as np
 
 from . import _cpu
-from .simulate import _ACC, _C_ITEM, _C_SEED, _C_STREAM, _C_T, _MASK, DAILY_KEYS
+from ._sim_common import ACC as _ACC, C_ITEM as _C_ITEM, C_SEED as _C_SEED, C_STREAM as _C_STREAM
+from ._sim_common import C_T as _C_T, DAILY_KEYS, MASK as _MASK
 
 __all__ = ["run"]
 

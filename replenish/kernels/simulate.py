@@ -65,34 +65,13 @@ import numpy as np
 
 from ._backend import asarray, get_xp, is_cupy
 from ._validate import check_finite, item_array, lead_time_pmf_array
+from ._sim_common import ACC as _ACC
+from ._sim_common import C_ITEM as _C_ITEM, C_SEED as _C_SEED, C_STREAM as _C_STREAM, C_T as _C_T
+from ._sim_common import DAILY_KEYS, MASK as _MASK, SIM_KEYS
 from .orders import _order_quantity
 
 __all__ = ["simulate_inventory", "simulation_totals", "SIM_KEYS", "uniform_hash", "draw_lead_times"]
 
-#: Per-item, per-segment sums returned by :func:`simulate_inventory` (shape (n, S)).
-SIM_KEYS = (
-    "periods",            # periods simulated in the segment
-    "demand",             # units demanded
-    "sold",               # units met from stock in the period they were demanded
-    "short",              # units not met when demanded (backordered or lost)
-    "lost",               # units lost (lost sales only; 0 with backorders)
-    "received",           # units received
-    "ordered",            # units ordered
-    "orders",             # orders placed
-    "expired",            # units written off at the end of their shelf life
-    "cycles",             # replenishment cycles that ended in the segment
-    "stockout_cycles",    # of them, cycles with a stockout
-    "stockout_periods",   # periods with unmet demand or outstanding backorders
-    "on_hand_sum",        # sum of end-of-period on hand, unit-periods
-    "backorder_sum",      # sum of end-of-period backorders, unit-periods
-    "holding_cost", "stockout_cost", "ordering_cost", "waste_cost",   # currency
-)
-_ACC = SIM_KEYS[1:14]   # accumulated in the loop; periods and costs are derived
-DAILY_KEYS = ("on_hand", "backorders", "received", "sold", "short", "expired", "ordered")
-
-_MASK = (1 << 64) - 1
-_C_SEED, _C_ITEM, _C_T, _C_STREAM = (0x9E3779B97F4A7C15, 0xD1B54A32D192ED03, 0xAEF17502108EF2D9,
-                                     0xCF1BBCDCB7A56463)
 _LEAD_SD_CAP = 6.0   # lognormal lead times are truncated at mean + 6 std
 
 
