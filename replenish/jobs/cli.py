@@ -196,6 +196,21 @@ def _config_from_args(args: argparse.Namespace):
     return PlanConfig.build(load_toml(args.config), **flags)
 
 
+_BACKTEST_FLAGS = ("origins", "every", "targets", "retrain", "finetune_steps", "classical",
+                   "classical_window", "unmet", "crossing")
+
+
+def backtest_config(args: argparse.Namespace):
+    """The job config and the backtest settings of parsed ``replenish backtest`` arguments
+    (the TOML file's ``[backtest]`` section, overridden by the flags)."""
+    from .backtest import BacktestSettings
+    from .config import load_toml
+    flags = {k: getattr(args, k) for k in _BACKTEST_FLAGS}
+    rest = argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in _BACKTEST_FLAGS})
+    settings = BacktestSettings.build(load_toml(args.config).get("backtest"), **flags)
+    return _config_from_args(rest), settings
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     from ._messages import Formatter, say
@@ -255,15 +270,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(f"evaluation written to {cfg.out}" + (f"; ledger {ledger}" if ledger else ""))
             return 0
         if args.command == "backtest":
-            from .backtest import BacktestSettings, print_backtest, run_backtest
-            from .config import load_toml
-            names = ("origins", "every", "targets", "retrain", "finetune_steps", "classical",
-                     "classical_window", "unmet", "crossing")
-            flags = {k: getattr(args, k) for k in names}
-            for k in names:
-                delattr(args, k)
-            settings = BacktestSettings.build(load_toml(args.config).get("backtest"), **flags)
-            summary = run_backtest(_config_from_args(args), settings, overwrite=args.overwrite)
+            from .backtest import print_backtest, run_backtest
+            cfg, settings = backtest_config(args)
+            summary = run_backtest(cfg, settings, overwrite=args.overwrite)
             print_backtest(summary)
             print(f"[replenish]   results in {summary['out']} (summary.parquet, origins.parquet, "
                   f"series/, backtest.json)")
