@@ -9,6 +9,7 @@ from .echelon import two_echelon_placement
 from .exceptions import EXCEPTION_CODES, exception_values, periods_since_demand, top_exception
 from .explain import (BINDING_RULES, binding_rule, periods_of_supply, periods_until_stockout,
                       projected_inventory, stock_components)
+from .network import subtree_sums, tree_placement
 from .lead_time import (interval_demand_moments, lead_time_demand_moments, mixture_demand_moments,
                         sample_lead_time_demand)
 from .orders import inventory_position, order_quantity, periods_until_order
@@ -37,6 +38,8 @@ __all__ = [
     "periods_of_supply",
     "periods_until_stockout",
     "projected_inventory",
+    "tree_placement",
+    "subtree_sums",
     "daily_moments",
     "interval_demand_moments",
     "mixture_demand_moments",
