@@ -10,6 +10,7 @@ from .exceptions import EXCEPTION_CODES, exception_values, periods_since_demand,
 from .explain import (BINDING_RULES, binding_rule, periods_of_supply, periods_until_stockout,
                       projected_inventory, stock_components)
 from .network import subtree_sums, tree_placement
+from .network_demand import node_demand_moments, node_demand_samples
 from .lead_time import (interval_demand_moments, lead_time_demand_moments, mixture_demand_moments,
                         sample_lead_time_demand)
 from .orders import inventory_position, order_quantity, periods_until_order
@@ -40,6 +41,8 @@ __all__ = [
     "projected_inventory",
     "tree_placement",
     "subtree_sums",
+    "node_demand_moments",
+    "node_demand_samples",
     "daily_moments",
     "interval_demand_moments",
     "mixture_demand_moments",
