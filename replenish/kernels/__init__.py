@@ -18,6 +18,7 @@ from .period_demand import daily_moments, quantile_function
 from .outcomes import normal_loss, normal_second_order_loss, outcomes_normal, outcomes_samples
 from .plan import plan_orders
 from .simulate import simulate_inventory, simulation_totals
+from .simulate_network import simulate_network
 from .policies import (critical_fractile, economic_order_quantity, empirical_fill_rate_level,
                        empirical_quantile, fill_rate_level, newsvendor_quantity, normal_policy,
                        order_up_to_level, reorder_point, rq_policy, safety_stock, service_level_z,
@@ -27,6 +28,7 @@ __all__ = [
     "plan_orders",
     "simulate_inventory",
     "simulation_totals",
+    "simulate_network",
     "allocate_budget",
     "two_echelon_placement",
     "EXCEPTION_CODES",
