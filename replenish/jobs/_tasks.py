@@ -18,9 +18,10 @@ from ..engine.contract import ColumnMap, DataError, InventoryDefaults
 from ..engine.io import write_parquet_atomic
 from ..engine.panel import FREQ_DEFAULTS, FREQ_STEP_DAYS, Panel, union_categories
 from ..engine.validate import build_panel, validate_inventory
-from ._sharding import file_checksum, read_shard
+from ._sharding import _pair_hash, file_checksum, read_shard, shard_dir
 
-__all__ = ["load_shard_panel", "train_task", "plan_shard_task", "quantile_column", "plan_kwargs"]
+__all__ = ["load_shard_panel", "train_task", "plan_shard_task", "quantile_column", "plan_kwargs",
+           "network_store_task"]
 
 log = logging.getLogger("replenish")
 repair_log = logging.getLogger("replenish.repairs")   # counted in the report: said once per job
@@ -193,7 +194,8 @@ def _unlimited_as_none(max_order: np.ndarray) -> np.ndarray | None:
 def dc_service_days(stage: str, shard: int, panel: Panel, report: dict[str, Any]) -> np.ndarray:
     """Days each series' DC may take to serve it, from the staged echelon placement.
 
-    ``net_lead_time_days - lead_time_days`` of the stores table (the DC's service time); 0
+    ``net_lead_time_days - lead_time_days`` of the stores table (the DC's service time, less
+    the days a store may take to serve its shoppers with ``--network``); 0
     for a series without a row there (its DC serves at once), counted in
     ``report["echelon_missing"]`` and logged. Rows for other SKU-locations are ignored.
     """
@@ -204,11 +206,12 @@ def dc_service_days(stage: str, shard: int, panel: Panel, report: dict[str, Any]
     pos = np.empty(0, np.int64) if t is None else _match_keys(panel, t.column("sku"),
                                                                t.column("location"))
     if t is not None and (pos >= 0).any():
-        extra = (to_numeric(t.column("net_lead_time_days"), "net_lead_time_days")
-                 - to_numeric(t.column("lead_time_days"), "lead_time_days"))
-        bad = int((~(extra >= 0))[pos >= 0].sum())
+        net_lt = to_numeric(t.column("net_lead_time_days"), "net_lead_time_days")
+        extra = net_lt - to_numeric(t.column("lead_time_days"), "lead_time_days")
+        # (negative with --network when a store promises its shoppers more days than its DC takes)
+        bad = int((~((net_lt >= 0) & np.isfinite(extra)))[pos >= 0].sum())
         if bad:
-            raise DataError(f"echelon: rule 'net_lead_time_days >= lead_time_days, both numbers' "
+            raise DataError(f"echelon: rule 'net_lead_time_days >= 0, both numbers' "
                             f"broken by {bad} rows")
         if np.bincount(pos[pos >= 0], minlength=panel.n_series).max() > 1:
             raise DataError("echelon: rule 'one row per SKU-location' broken")
@@ -478,7 +481,10 @@ def plan_shard_task(stage: str, shard: int, spec: dict[str, Any], model_dir: str
         q = model.predict(panel)
         levels = np.asarray(model.levels)
         if "forecast" in stages:
-            files.update(write_output(forecast_table(panel, levels, q), out, "forecasts", shard))
+            ft = forecast_table(panel, levels, q)
+            files.update(write_output(ft, out, "forecasts", shard))
+            if spec.get("stage_forecasts"):   # --network: optimized after the placement
+                write_parquet_atomic(ft, shard_dir(stage, "forecasts", shard) / "forecast.parquet")
         if "optimize" in stages:
             inv_tab = read_shard(stage, "inventory", shard)
             if inv_tab is None:
@@ -498,3 +504,33 @@ def plan_shard_task(stage: str, shard: int, spec: dict[str, Any], model_dir: str
         raise ShardError(f"shard {shard}: {type(e).__name__}: {e}") from e
     return {"shard": shard, "series": panel.n_series, "files": files,
             "report": panel.report, "seconds": time.perf_counter() - t0}
+
+
+def network_store_task(stage: str, shard: int, spec: dict[str, Any]) -> dict[str, Any] | None:
+    """What the network placement needs of one shard's stores (``--network``): keys, their
+    forecasts (levels, quantiles, per-period mean and variance), stable ids for the random
+    streams, and the inventory inputs; None for a shard without series."""
+    from ..kernels import daily_moments
+    try:
+        got = _read_forecasts_shard(stage, shard, spec.get("freq"))
+        if got is None:
+            return None
+        keys, levels, q = got
+        inv_tab = read_shard(stage, "inventory", shard)
+        if inv_tab is None:
+            raise DataError(f"inventory: rule 'every SKU-location has an inventory row' broken by "
+                            f"{keys.n_series} SKU-locations")
+        inv = validate_inventory(inv_tab, keys, ColumnMap(**spec["columns"]),
+                                 InventoryDefaults().with_overrides(spec["inventory_defaults"]),
+                                 report={})
+        mean, var = daily_moments(levels, q)
+    except Exception as e:
+        raise ShardError(f"shard {shard}: {type(e).__name__}: {e}") from e
+    out = {"sku": keys.sku, "location": keys.location, "levels": np.asarray(levels), "q": q,
+           "mean": np.asarray(mean, np.float64), "var": np.asarray(var, np.float64),
+           "ids": _pair_hash(keys.sku, keys.location)[0], "freq": keys.freq,
+           "as_of": keys.end + np.timedelta64(FREQ_STEP_DAYS[keys.freq], "D")}
+    for k in ("lead_time_days", "review_period_days", "unit_cost", "holding_cost_rate",
+              "service_level"):
+        out[k] = inv[k]
+    return out

@@ -67,6 +67,8 @@ def _run(stages, history, inventory=None, out=None, *, future=None, columns=None
         cfg.history = _as_source(history, tmp, "history")
         cfg.inventory = _as_source(inventory, tmp, "inventory")
         cfg.future = _as_source(future, tmp, "future")
+        for k in ("network", "dc_inventory"):       # tables given as pandas or Dask frames
+            setattr(cfg, k, _as_source(getattr(cfg, k), tmp, k))
         cfg.out = str(out) if out is not None else str(tmp / "out")
         summary = run_plan(cfg, stages=stages, overwrite=overwrite, client=client)
         if return_tables or (return_tables is None and out is None):

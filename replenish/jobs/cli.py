@@ -80,6 +80,12 @@ def _job_parser(sub, name: str, help: str, inventory: bool = True,
         o.add_argument("--n-samples", dest="n_samples", type=int, help="Monte Carlo samples per item")
         o.add_argument("--echelon", help="output of `replenish echelon` (its folder or "
                        "stores.parquet): each store's lead time grows by its DC's service time")
+        o.add_argument("--network", help="the whole chain, one row per node (node, parent, "
+                       "lead_time_days, ...): safety stock placed across all levels, stores "
+                       "wait for their DC's service time, writes OUT/network.parquet")
+        o.add_argument("--dc-inventory", dest="dc_inventory",
+                       help="with --network: state of the DCs (sku, location, on_hand, on_order "
+                            "[, lead_time_days, moq, case_pack, ...]): writes OUT/dc_orders")
         if name in ("plan", "optimize"):
             _planner_options(p)
     p.add_argument("--seed", type=int, help="seed of the training-series sample and of the "

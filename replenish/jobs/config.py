@@ -9,6 +9,8 @@ TOML layout (every key optional; CLI flags win)::
     echelon = "ech/"               # a `replenish echelon` output: stores wait for their DC's service time
     ledger = "accuracy.parquet"    # an evaluate ledger: per-item forecast bias of recent runs
     report = true                  # write OUT/report.html when the plan is done
+    network = "network.parquet"    # the whole chain (node, parent, ...): places stock, orders for DCs
+    dc_inventory = "dc_inventory.parquet"   # the DCs' state (sku, location, on_hand, on_order, ...)
     freq = "D"                     # "D" or "W"; inferred when absent
     negative = "error"             # or "clip"
     missing_demand = "error"       # or "zero"
@@ -140,6 +142,8 @@ class PlanConfig:
     future: Any = None
     forecasts: Any = None
     echelon: Any = None
+    network: Any = None
+    dc_inventory: Any = None
     out: str | None = None
     columns: ColumnMap = field(default_factory=ColumnMap)
     freq: str | None = None
@@ -215,7 +219,8 @@ class PlanConfig:
         d = asdict(self)
         for k in ("out", "scheduler", "n_workers", "report"):
             d.pop(k, None)
-        for k in ("history", "inventory", "future", "forecasts", "echelon", "budget_table"):
+        for k in ("history", "inventory", "future", "forecasts", "echelon", "budget_table", "network",
+                  "dc_inventory"):
             if d.get(k) is not None and not isinstance(d[k], (str, Path)):
                 d[k] = f"<{type(d[k]).__name__}>"
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]

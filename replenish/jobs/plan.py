@@ -100,7 +100,8 @@ def read_output(out: str | Path, name: str = "orders", columns: list[str] | None
     folder names.
     """
     import pyarrow.dataset as pds
-    typ = _sharding.partition_type(read_manifest(out).get("key_types", {}).get("location"))
+    key = "node" if name == "dc_orders" else "location"     # dc_orders: the network's node ids
+    typ = _sharding.partition_type(read_manifest(out).get("key_types", {}).get(key))
     # the folder names parsed as the recorded type: int64 stays int64, "0042" stays text
     part = pds.partitioning(pa.schema([("location", typ)]), flavor="hive") if typ else "hive"
     d = pds.dataset(Path(out) / name, format="parquet", partitioning=part)
@@ -179,7 +180,7 @@ def _inputs_signature(cfg: PlanConfig) -> str:
     import hashlib
     h = hashlib.blake2b(digest_size=8)
     for src in (cfg.history, cfg.inventory, cfg.future, cfg.forecasts, cfg.model, cfg.init_from,
-                cfg.echelon, cfg.ledger, cfg.budget_table):
+                cfg.echelon, cfg.ledger, cfg.budget_table, cfg.network, cfg.dc_inventory):
         if src is None:
             h.update(b"-")
         elif isinstance(src, pa.Table):
@@ -201,7 +202,8 @@ def _inputs_signature(cfg: PlanConfig) -> str:
 
 #: What a job writes in its output folder (anything else there is the user's).
 _OWN_NAMES = {"manifest.json", ".manifest.json.tmp", "forecasts", "orders", "model", "model.tmp",
-              "_work", "_SUCCESS", "exceptions", "highlights", "report.html"}
+              "_work", "_SUCCESS", "exceptions", "highlights", "report.html", "dc_orders",
+              "network.parquet"}
 
 
 def _say(msg: str) -> None:
@@ -452,6 +454,17 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
         raise ValueError("optimizing needs an inventory state (--inventory)")
     if cfg.echelon is not None and "optimize" not in stages:
         raise ValueError("--echelon changes the orders: it needs the optimize stage (plan or optimize)")
+    network_inputs = None
+    if cfg.network is not None:
+        if "optimize" not in stages:
+            raise ValueError("--network plans the orders of the whole chain: it needs the optimize "
+                             "stage (plan or optimize)")
+        if cfg.echelon is not None:
+            raise ValueError("--network places the safety stock itself: drop --echelon")
+        from .network import check_network_inputs
+        network_inputs = check_network_inputs(cfg)     # bad tables fail before any work
+    elif cfg.dc_inventory is not None:
+        raise ValueError("--dc-inventory needs --network (the DCs' places in the chain)")
     if cfg.forecast:
         from dataclasses import fields as dc_fields
 
@@ -494,7 +507,7 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
         # a fresh start: another job's outputs go, its model too unless this job reads it
         reads = {Path(p).resolve() for p in (cfg.model, cfg.init_from) if p}
         for sub in ("forecasts", "orders", "_work", "_SUCCESS", "model", "exceptions",
-                    "highlights", "report.html"):
+                    "highlights", "report.html", "dc_orders", "network.parquet"):
             p = out / sub
             if sub == "model" and p.resolve() in reads:
                 continue
@@ -512,8 +525,8 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
                         "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "config": asdict(cfg),
                         "key_types": _key_types(cfg), "constant_keys": _constant_keys(cfg),
                         "unit_cost_given": _unit_cost_given(cfg)}
-            for k in ("history", "inventory", "future", "budget_table"):
-                if isinstance(cfg.history if k == "history" else getattr(cfg, k), pa.Table):
+            for k in ("history", "inventory", "future", "budget_table", "network", "dc_inventory"):
+                if isinstance(getattr(cfg, k), pa.Table):
                     manifest["config"][k] = "<pyarrow.Table>"
         manifest["status"] = "running"
         n_shards = manifest["n_shards"]
@@ -533,7 +546,12 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
                 shutil.rmtree(stage, ignore_errors=True)
                 _say(f"staging inputs into {n_shards} shards on {n_workers} workers")
                 plan, last = _stage_all(cl, cfg, stage, n_shards, one_key)
+                if network_inputs is not None:   # the stores' places in the chain, before training
+                    from .network import check_store_locations
+                    check_store_locations(network_inputs[0], plan.units)
                 manifest["staged"] = True
+                if cfg.network is not None:   # its steps read staged forecasts: redo them
+                    manifest["shards"], manifest["optimize_shards"] = {}, {}
                 manifest["shard_plan"] = plan.to_json()
                 manifest["history_end"] = last
                 if cfg.history is not None and stages != ("optimize",):
@@ -547,7 +565,7 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
                     _say(line)
             if cfg.align_end:  # every series ends on the history's latest date (see build_panel)
                 spec["end"] = manifest.get("history_end")
-            if stages == ("optimize",):
+            if stages == ("optimize",) and cfg.network is None:
                 todo = [s for s in range(n_shards) if str(s) not in manifest["shards"]
                         or not _shard_files_ok(out, manifest["shards"][str(s)])]
                 t0 = time.perf_counter()
@@ -571,12 +589,16 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
                 timings["train_s"] = time.perf_counter() - t0
                 _write_manifest(out, manifest)
                 _say(f"trained on {info['series']} series in {info['seconds']:.0f} s")
-            if stages and not Path(model_dir).exists():
+            if stages and stages != ("optimize",) and not Path(model_dir).exists():
                 raise JobError(f"no model at {model_dir}: run the train stage or pass --model")
             todo = [s for s in range(n_shards) if str(s) not in manifest["shards"]
                     or not _shard_files_ok(out, manifest["shards"][str(s)])]
             work = tuple(s for s in stages if s != "train")
-            if work:
+            if cfg.network is not None:
+                from .network import run_network_job
+                run_network_job(cl, cfg, out, manifest, stage, spec, model_dir, work, timings,
+                                network_inputs)
+            elif work:
                 t0 = time.perf_counter()
                 _say(f"{'+'.join(work)}: {len(todo)} shards to do, "
                      f"{n_shards - len(todo)} already done")
@@ -673,19 +695,22 @@ def _shard_files_ok(out: Path, rec: dict[str, Any]) -> bool:
     return all((out / f).exists() for f in rec.get("files", {}))
 
 
-def _remove_unrecorded(out: Path, manifest: dict[str, Any], todo: list[int]) -> None:
+def _remove_unrecorded(out: Path, manifest: dict[str, Any], todo: list[int],
+                       subs: tuple[str, ...] = ("forecasts", "orders", "exceptions",
+                                                "highlights")) -> None:
     """Delete output files of shards about to be (re)done: a shard whose keys moved to fewer
     locations than a crashed attempt wrote must not leave those extra files behind."""
     names = {f"part-{s:05d}.parquet" for s in todo}
-    for sub in ("forecasts", "orders", "exceptions", "highlights"):
+    for sub in subs:
         for p in (out / sub).rglob("part-*.parquet") if (out / sub).exists() else ():
             if p.name in names:
                 p.unlink()
 
 
 def _run_shards(cl, out: Path, manifest: dict, todo: list[int], task, before: tuple,
-                after: tuple) -> None:
-    """Run ``task(*before, shard, *after)`` for every shard in ``todo``; record each in the manifest."""
+                after: tuple, record: str = "shards") -> None:
+    """Run ``task(*before, shard, *after)`` for every shard in ``todo``; record each in the
+    manifest (under ``record``)."""
     futs = {cl.submit(task, *before, s, *after, pure=False, retries=2,
                       key=f"shard-{s:05d}-{os.urandom(4).hex()}"): s for s in todo}
     failed: list[str] = []
@@ -700,7 +725,7 @@ def _run_shards(cl, out: Path, manifest: dict, todo: list[int], task, before: tu
             failed.append(msg if msg.startswith(f"shard {s}") else f"shard {s}: {msg}")
             continue
         res = fut.result()
-        manifest["shards"][str(s)] = {k: v for k, v in res.items() if k != "shard"}
+        manifest.setdefault(record, {})[str(s)] = {k: v for k, v in res.items() if k != "shard"}
         _write_manifest(out, manifest)
         done += 1
         log.info("shard %d done (%d series, %.1f s) [%d/%d]", s, res["series"], res["seconds"],
@@ -732,11 +757,14 @@ def _summarize(out: Path, manifest: dict, seconds: float) -> dict[str, Any]:
             "safety_stock_units": float(pc.sum(t.column("safety_stock")).as_py() or 0.0),
             "items_with_order_date_in_horizon": int(t.num_rows - t.column("order_date").null_count),
         })
-    reports = [r.get("report", {}) for r in manifest["shards"].values()] or \
+    reports = [r.get("report", {}) for r in (*manifest["shards"].values(),
+                                              *manifest.get("optimize_shards", {}).values())] or \
         [(manifest.get("model") or {}).get("report", {})]   # a train job: its panels'
     s["repairs"] = _messages.merge_reports(reports)
     s["constant_keys"] = {role: KEY_CONSTANT for role in manifest.get("constant_keys", [])}
     s["unit_cost_given"] = bool(manifest.get("unit_cost_given", True))
+    if manifest.get("network"):
+        s["network"] = manifest["network"]["summary"]
     from .exceptions import summarize_exceptions
     s["exceptions"] = summarize_exceptions(out)
     if manifest.get("budget"):
