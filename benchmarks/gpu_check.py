@@ -23,6 +23,7 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from scipy import stats
@@ -115,6 +116,34 @@ def check_correctness(cp, rows):
     ok = worst <= 1e-9
     failures += not ok
     rows.append(("two_echelon_placement (float64)", "max rel err", f"{worst:.1e}", "ok" if ok else "MISMATCH"))
+
+    # trees: 1 RDC, 5 DCs, 100 stores; the network simulation of a few of them
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from echelon import TREE, tree_networks  # noqa: PLC0415
+
+    from replenish.kernels import simulate_network, tree_placement
+    tkw = tree_networks(2_000, seed=4)
+    th = tree_placement(TREE, **tkw)
+    td = tree_placement(TREE, **{k: cp.asarray(v) for k, v in tkw.items()})
+    worst = max(float(np.max(np.abs(cp.asnumpy(td[k]) - v) / (1 + np.abs(v)))) for k, v in th.items())
+    ok = worst <= 1e-9
+    failures += not ok
+    rows.append(("tree_placement (float64)", "max rel err", f"{worst:.1e}", "ok" if ok else "MISMATCH"))
+    g = 20
+    forest = np.concatenate([np.where(TREE >= 0, TREE + k * len(TREE), -1) for k in range(g)])
+    base = th["base_stock"][:g].reshape(-1).round()
+    leaf = np.ones(len(forest), bool)
+    leaf[forest[forest >= 0]] = False
+    dem = np.where(leaf[:, None], rng.poisson(np.maximum(tkw["demand_mean"][:g].reshape(-1), 0)[:, None],
+                                              (len(forest), 120)), 0).astype(float)
+    skw = dict(reorder_point=base, order_up_to=base, lead_time=tkw["lead_time"][:g].reshape(-1) - 1,
+               on_hand=base)
+    sh = simulate_network(dem, forest, **skw)
+    sd = simulate_network(cp.asarray(dem), forest, **{k: cp.asarray(v) for k, v in skw.items()})
+    worst = max(float(np.max(np.abs(cp.asnumpy(sd[k]) - sh[k]) / (1 + np.abs(sh[k])))) for k in sh)
+    ok = worst <= 1e-9
+    failures += not ok
+    rows.append(("simulate_network (float64)", "max rel err", f"{worst:.1e}", "ok" if ok else "MISMATCH"))
     return failures
 
 

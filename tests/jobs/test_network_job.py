@@ -199,18 +199,21 @@ def test_store_orders_wait_for_their_dc_and_dc_orders_are_echelon(planned, data)
 
 
 def test_sample_paths_on_the_cli(client, data, planned, tmp_path):
-    """The same chain with --method sample (DC base stocks from aggregated sample paths),
-    through the command line: close to the moments' base stocks."""
+    """The same chain with --method sample (DC base stocks from aggregated sample paths), as
+    an optimize job on the plan's forecasts through the command line: the same placement,
+    safety stocks close to the moments' ones."""
     from replenish.jobs.cli import main
     d = data["dir"]
-    rc = main(["plan", "--history", str(d / "history.parquet"), "--inventory", str(d / "inventory.parquet"),
+    rc = main(["optimize", "--forecasts", str(planned[0] / "forecasts"),
+               "--inventory", str(d / "inventory.parquet"),
                "--network", str(d / "network.parquet"), "--dc-inventory", str(d / "dc_inventory.parquet"),
                "--out", str(tmp_path / "s"), "--scheduler", client.scheduler.address,
-               "--model", str(planned[0] / "model"), "--n-samples", "2000", "--shards", "2"])
+               "--n-samples", "2000", "--shards", "2"])
     assert rc == 0
     a = read_output(tmp_path / "s", "dc_orders").to_pandas().set_index(["sku", "location"]).sort_index()
     b = read_output(planned[0], "dc_orders").to_pandas().set_index(["sku", "location"]).sort_index()
     np.testing.assert_allclose(a.protection_demand_mean, b.protection_demand_mean, rtol=1e-6)
+    np.testing.assert_array_equal(a.service_days, b.service_days)
     held = b.safety_stock > 1
     np.testing.assert_allclose(a.safety_stock[held], b.safety_stock[held], rtol=0.25)
 
