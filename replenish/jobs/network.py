@@ -344,7 +344,8 @@ def store_service_table(p: dict[str, Any], stores: dict[str, Any]) -> pa.Table:
                      "lead_time_days": lt, "net_lead_time_days": lt + wait})
 
 
-def dc_order_table(p: dict[str, Any], net, dc, orders: pa.Table, as_of) -> pa.Table:
+def dc_order_table(p: dict[str, Any], net, dc, orders: pa.Table, as_of,
+                   store_schema: pa.Schema | None = None) -> pa.Table:
     """``OUT/dc_orders``: an order for every node with a DC inventory row.
 
     Echelon base stock = the node's base stock + those of every node below it (stores: their
@@ -422,8 +423,20 @@ def dc_order_table(p: dict[str, Any], net, dc, orders: pa.Table, as_of) -> pa.Ta
         "service_days": p["service_time"][nodes], "net_lead_time_days": p["net_lead_time"][nodes],
         "base_stock": per_dc(p["dc_base"]), "installation_inventory_position": own,
     }
-    return pa.table({c: (v if isinstance(v, (pa.Array, pa.ChunkedArray)) else pa.array(np.asarray(v)))
-                     for c, v in cols.items()})
+    cols["lead_time_std_days"] = np.zeros(len(nodes))     # the placement's times are fixed
+    table = pa.table({c: (v if isinstance(v, (pa.Array, pa.ChunkedArray)) else pa.array(np.asarray(v)))
+                      for c, v in cols.items()})
+    if store_schema is None:
+        return table
+    # the store orders' schema first (their explanation and exception columns empty for a DC)
+    names = [f.name for f in store_schema]
+    for f in store_schema:
+        if f.name not in table.column_names:
+            table = table.append_column(f.name, pa.nulls(table.num_rows, type=f.type))
+        elif f.name != "location" and table.schema.field(f.name).type != f.type:
+            table = table.set_column(table.column_names.index(f.name), f.name,
+                                     table.column(f.name).cast(f.type))
+    return table.select(names + [c for c in table.column_names if c not in names])
 
 
 def _store_rate(p, n):
@@ -487,7 +500,9 @@ def run_network_job(cl, cfg, out: Path, manifest: dict, stage: Path, spec: dict,
         from .plan import read_output
         orders = read_output(out, "orders", columns=["sku", "location", "inventory_position",
                                                      "order_up_to"])
-        table = dc_order_table(placed, net, dc, orders, stores["as_of"].max())
+        import pyarrow.dataset as pds
+        schema = pds.dataset(out / "orders", format="parquet", partitioning="hive").schema
+        table = dc_order_table(placed, net, dc, orders, stores["as_of"].max(), schema)
         files = write_output(table, str(out), "dc_orders", 0)
         placed["summary"]["dc_orders_today"] = int((table.column("order_quantity").to_numpy() > 0).sum())
         placed["summary"]["dc_order_rows"] = table.num_rows
