@@ -108,7 +108,6 @@ class _Forest:
 
     def __init__(self, net, skus_key: np.ndarray, sku_values: np.ndarray):
         rows_sku, rows_node, rows_net, parent, shapes = [], [], [], [], []
-        sku_of = {}
         if not net.per_sku:
             groups = [(None, net.frame, skus_key)]
         else:
@@ -138,7 +137,6 @@ class _Forest:
                 rows_node.append(keys)
                 rows_net.append(g["row"].to_numpy())
                 parent.append(np.where(par >= 0, par + start, -1))
-                sku_of[s] = True
                 start += n
         self.sku_key = np.concatenate(rows_sku)
         self.node_key = np.concatenate(rows_node)

@@ -172,8 +172,8 @@ def simulate_network(demand, parent, *, reorder_point, order_up_to, lead_time, r
             out[asarray(ids, xp)] = sums[0]
         return out
 
-    def receive(qty, where):
-        """Units arriving at the nodes ``where`` (bool mask or all): stores fill backorders first."""
+    def receive(qty):
+        """Units arriving (``qty`` per node, 0 where none): stores fill backorders first."""
         fill = xp.where(leaf, xp.minimum(qty, backlog), 0.0)
         backlog[...] = backlog - fill
         stock[...] = stock + qty - fill
@@ -185,7 +185,7 @@ def simulate_network(demand, parent, *, reorder_point, order_up_to, lead_time, r
         pipe_total -= got
         due = events[slot] > 0
         events[slot] = 0.0
-        receive(got, None)
+        receive(got)
         acc["received"] += got
         # review
         position = stock + pipe_total + owed - xp.where(leaf, backlog, owed_to_children())
@@ -202,7 +202,7 @@ def simulate_network(demand, parent, *, reorder_point, order_up_to, lead_time, r
         due = due | now
         from_supplier = xp.where(is_root, q, 0.0)
         at_once = xp.where(now, from_supplier, 0.0)
-        receive(at_once, None)
+        receive(at_once)
         acc["received"] += at_once
         ridx = xp.nonzero(is_root & later)[0]
         pipe[ev[ridx], ridx] += q[ridx]
@@ -241,7 +241,7 @@ def simulate_network(demand, parent, *, reorder_point, order_up_to, lead_time, r
             arrive_now = lead[kx] == 0
             inst = xp.zeros(n)
             inst[kx] = xp.where(arrive_now, ship, 0.0)
-            receive(inst, None)
+            receive(inst)
             acc["received"] += inst
             if record:
                 daily["received"][t] += inst
