@@ -50,11 +50,20 @@ def test_period_summary_matches_numpy(seed, dtype, n_q):
     with pytest.MonkeyPatch.context() as mp:
         (m1, v1, d1), (m2, v2, d2) = both(mp, lambda: period_summary(levels, q))
     assert m1.dtype == v1.dtype == d1.dtype == dtype and m1.shape == q.shape[:2]
-    # float64: the fused variance (a sum of squares) and NumPy's (a difference) round differently
-    tol = dict(rtol=2e-5, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-8, atol=1e-9)
+    if dtype == np.float32:
+        # two float32 computations can each be ~1e-4 of the spread off (close levels make the
+        # tail extrapolation ill-conditioned; hypothesis found a NumPy float32 variance 1.3e-4
+        # off): the fused result is held against the exact (float64) one instead
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("REPLENISH_NUMBA", "0")
+            m2, v2, d2 = period_summary(levels, q.astype(np.float64))
+        tol = dict(rtol=2e-5, atol=1e-4)
+    else:
+        # the fused variance (a sum of squares) and NumPy's (a difference) round differently
+        tol = dict(rtol=1e-8, atol=1e-9)
     # variance and median errors are relative to the spread (the median of a clipped tail is
     # interpolated between quantiles far apart), not to their own size
-    scale = q[..., -1] - q[..., 0] + 1
+    scale = q[..., -1].astype(np.float64) - q[..., 0] + 1
     np.testing.assert_allclose(m1, m2, **tol)
     np.testing.assert_allclose(d1 / scale, d2 / scale, **tol)
     np.testing.assert_allclose(v1 / scale**2, v2 / scale**2, **tol)
