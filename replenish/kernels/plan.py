@@ -209,6 +209,9 @@ def plan_orders(levels, quantiles, *, on_hand, on_order, backorders=None, lead_t
 
         def job(sel):
             mean_d, var_d, median_d = period_summary(p, q[sel])
+            if not fused and not (_all_finite(xp, mean_d) and _all_finite(xp, var_d)):
+                # finite forecasts whose moments overflow (the fused pass reports these itself)
+                raise _cpu.NonFiniteForecasts("period moments overflowed")
             if pmf is not None:
                 rows = pmf if pmf.shape[0] == 1 else pmf[sel]
                 mu_l, sd_l = mixture_demand_moments(mean_d, var_d, rows, xp.zeros_like(mean_d[:, 0]))
@@ -240,16 +243,16 @@ def plan_orders(levels, quantiles, *, on_hand, on_order, backorders=None, lead_t
             store(idx, _finish(xp, items, idx, target, mean_d, path, samples=(d_l, d_pi)))
 
         jobs = prob.chunk_jobs()
-    if is_cupy(xp):
-        for chunk in jobs:
-            job(chunk)
-    else:
-        threads = n_threads or min(os.cpu_count() or 1, 8)
-        # NumPy releases the GIL in its loops, sorts and BLAS calls, so chunks
-        # run in parallel on threads (each writes its own items).  BLAS itself is
-        # held to one thread: its own threads fight the workers, and on small
-        # products (K ~ 9) their wake-ups cost 10-100x the arithmetic.
-        try:
+    try:
+        if is_cupy(xp):
+            for chunk in jobs:
+                job(chunk)
+        else:
+            threads = n_threads or min(os.cpu_count() or 1, 8)
+            # NumPy releases the GIL in its loops, sorts and BLAS calls, so chunks
+            # run in parallel on threads (each writes its own items).  BLAS itself is
+            # held to one thread: its own threads fight the workers, and on small
+            # products (K ~ 9) their wake-ups cost 10-100x the arithmetic.
             with _single_threaded_blas():
                 if threads > 1 and len(jobs) > 1:
                     with ThreadPoolExecutor(threads) as pool:
@@ -257,9 +260,9 @@ def plan_orders(levels, quantiles, *, on_hand, on_order, backorders=None, lead_t
                 else:
                     for chunk in jobs:
                         job(chunk)
-        except _cpu.NonFiniteForecasts:
-            check_quantile_values(q)  # raises with the count over all items
-            raise ValueError("quantile forecasts too large: the period moments overflowed the float range") from None
+    except _cpu.NonFiniteForecasts:
+        check_quantile_values(q)  # raises with the count over all items
+        raise ValueError("quantile forecasts too large: the period moments overflowed the float range") from None
     if budget is not None or capacity is not None:
         if group is None:
             raise ValueError("budget or capacity needs group codes")
@@ -269,6 +272,11 @@ def plan_orders(levels, quantiles, *, on_hand, on_order, backorders=None, lead_t
             unit_cost=unit_cost, stockout_cost=1.0 if stockout_cost is None else stockout_cost,
             budget=budget, capacity=capacity, case_pack=case_pack, moq=moq)
     return out
+
+
+def _all_finite(xp, a):
+    # a finite sum proves every entry finite; count only when it is not (the sum itself may overflow)
+    return bool(xp.isfinite(a.sum())) or not bool(xp.count_nonzero(~xp.isfinite(a)))
 
 
 def _single_threaded_blas():
