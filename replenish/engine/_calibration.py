@@ -27,40 +27,42 @@ GRID = (np.arange(2000) + 0.5) / 2000
 LEVEL_MIN = 1e-4
 
 
-def quantiles_at(levels: np.ndarray, q: np.ndarray, new_levels: np.ndarray) -> np.ndarray:
+def quantiles_at(levels: np.ndarray, q, new_levels: np.ndarray):
     """Read forecasts at other probability levels.
 
     Parameters
     ----------
     levels : ndarray, shape (L,)
         Increasing levels of ``q``'s last axis, in (0, 1); L >= 2.
-    q : ndarray, shape (..., L)
-        Non-decreasing quantiles, units per period.
+    q : ndarray or torch.Tensor, shape (..., L)
+        Non-decreasing quantiles, units per period (a torch tensor stays on its device).
     new_levels : ndarray, shape (K,)
         Levels in (0, 1) to read.
 
     Returns
     -------
-    ndarray, shape (..., K)
+    ndarray or torch.Tensor (as ``q``), shape (..., K)
         Quantiles at ``new_levels`` (units per period, >= 0, non-decreasing when
         ``new_levels`` is): linear between knots, linear in normal scores beyond them.
     """
     levels = np.asarray(levels, dtype=np.float64)
     new_levels = np.asarray(new_levels, dtype=np.float64)
     z, zn = ndtri(levels), ndtri(new_levels)
-    out = np.empty(q.shape[:-1] + (len(new_levels),), dtype=q.dtype)
-    lo_slope = (q[..., 1] - q[..., 0]) / (z[1] - z[0])
-    hi_slope = (q[..., -1] - q[..., -2]) / (z[-1] - z[-2])
+    cols = []
     for k, t in enumerate(new_levels):
+        # q[a] + c * (q[b] - q[a]): exactly q[a] where the two knots are equal
         if t < levels[0]:
-            out[..., k] = q[..., 0] + (zn[k] - z[0]) * lo_slope
+            a, b, c = 0, 1, (zn[k] - z[0]) / (z[1] - z[0])
         elif t > levels[-1]:
-            out[..., k] = q[..., -1] + (zn[k] - z[-1]) * hi_slope
+            a, b, c = -1, -2, -(zn[k] - z[-1]) / (z[-1] - z[-2])
         else:
             j = min(int(np.searchsorted(levels, t, side="right")) - 1, len(levels) - 2)
-            w = (t - levels[j]) / (levels[j + 1] - levels[j])
-            out[..., k] = q[..., j] + w * (q[..., j + 1] - q[..., j])
-    return np.maximum(out, 0)
+            a, b, c = j, j + 1, (t - levels[j]) / (levels[j + 1] - levels[j])
+        cols.append(q[..., a] + float(c) * (q[..., b] - q[..., a]))
+    if isinstance(q, np.ndarray):
+        return np.maximum(np.stack(cols, -1), 0).astype(q.dtype, copy=False)
+    import torch  # noqa: PLC0415  -- only for tensor input
+    return torch.stack(cols, -1).clamp_(min=0)
 
 
 def pit(levels: np.ndarray, q: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:

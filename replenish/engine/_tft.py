@@ -12,9 +12,20 @@ length comes from the tensor shape instead of ``int(encoder_lengths.max())``; th
 without packing (no ``lengths.cpu()``); the attention mask is built from shapes; static
 contexts are applied once per window instead of once per period; the attention heads run as
 one batched product. So the forward has no host synchronisation and no data-dependent
-shapes (GPUs compile it), and on CPUs it evaluates the per-variable networks once per
-distinct input value. Batches with shorter encoders take the same function with packed
-LSTMs and a padding mask (eager). Tests check both against the stock forward.
+shapes, and on CPUs it evaluates the per-variable networks once per distinct input value.
+Batches with shorter encoders take the same function with packed LSTMs and a padding mask
+(eager). Tests check both against the stock forward.
+
+Compiling (``Runner(compile=True)``): Dynamo does not trace ``nn.LSTM``, so compiling the
+whole forward splits it into a dozen graphs around it. Instead the two regions on either
+side, :func:`encode` and :func:`decode`, are compiled whole (``fullgraph=True``: a graph
+break is an error, and a test counts zero breaks with ``torch._dynamo.explain``), and the
+two LSTMs between them run eagerly on cuDNN. Each region is called once per batch with
+static shapes (prediction pads its last batch), so it compiles once per shape and mode.
+
+Precision: with autocast (bfloat16 on CUDA by default) the regions run in bfloat16, the
+LSTMs in float32 (cuDNN's autocast path would run them in float16), and the output layer
+and the rescaling to units in float32.
 """
 from __future__ import annotations
 
@@ -32,7 +43,8 @@ from torch import nn
 
 log = logging.getLogger("replenish")
 
-__all__ = ["build_model", "model_from_hparams", "architecture", "forward_fixed", "Runner",
+__all__ = ["build_model", "model_from_hparams", "architecture", "forward_fixed", "encode",
+           "run_lstms", "decode", "Runner",
            "train", "evaluate", "pinball", "save_checkpoint", "load_checkpoint", "ARCH_KEYS"]
 
 #: Version tag of the saved model folder.
@@ -98,35 +110,33 @@ def model_from_hparams(arch: dict[str, Any], quantiles: list[float],
             output_transformer=_normalizer(target_transform), log_interval=-1)
 
 
-def _lstm(module: nn.LSTM, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
-    # The plain nn.LSTM forward: pytorch-forecasting's LSTM subclass only adds packing for
-    # variable lengths, which full-width windows do not need.
-    return nn.LSTM.forward(module, x, (state[0].contiguous(), state[1].contiguous()))
+def _lstm(module: nn.LSTM, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor],
+          lengths: torch.Tensor | None = None):
+    """One LSTM in float32, outside autocast.
 
-
-def forward_fixed(model, x: dict[str, torch.Tensor], target_transform: str | None,
-                  unique: bool = False, variable: bool = False) -> torch.Tensor:
-    """Quantile forecasts of a batch of windows, shape (B, H, Q), units per period.
-
-    Same result as ``model(x)["prediction"]`` (not sorted or clipped). With
-    ``variable=False`` every encoder must have the batch's full width: only
-    ``encoder_cat/cont``, ``decoder_cat/cont`` and ``target_scale`` are read, nothing waits
-    for the host. ``variable=True`` handles shorter encoders (right-padded, the width being
-    the longest) as the stock forward does: packed LSTMs and a padding mask, which read
-    ``encoder_lengths`` on the host.
-
-    ``unique=True`` (CPU): each time-varying input's single-variable network runs once per
-    distinct value in the batch and the results are gathered back, which is the same
-    function (identical in eval mode) at a fraction of the cost, because most inputs
-    (calendar, flags, promotions, prices) take few distinct values. In training, dropout
-    inside those networks is then shared by the rows with the same value. It synchronises
-    with the host (``torch.unique``), so GPUs use the plain path.
+    Under CUDA autocast the cuDNN LSTM is cast to float16 whatever the autocast dtype (its
+    autocast wrapper hard-codes half precision), and float16 gradients underflow without a
+    gradient scaler; the LSTM here is small (one layer of ``hidden_size``), so it runs in
+    float32 by choice. Without ``lengths`` it is the plain ``nn.LSTM`` forward (full-width
+    windows need no packing); with them, pytorch-forecasting's packed LSTM.
     """
+    with torch.autocast(x.device.type, enabled=False):
+        x = x.float()
+        state = (state[0].float().contiguous(), state[1].float().contiguous())
+        if lengths is None:
+            return nn.LSTM.forward(module, x, state)
+        return module(x, state, lengths=lengths, enforce_sorted=False)
+
+
+def encode(model, x: dict[str, torch.Tensor], unique: bool = False):
+    """The part of the forward before the LSTMs: embeddings, variable selection, static
+    contexts. Returns ``(enc, dec, static, h0, c0)``; traceable as one graph
+    (``unique=False``)."""
     hp = model.hparams
     enc_w = x["encoder_cont"].shape[1]
     x_cat = torch.cat([x["encoder_cat"], x["decoder_cat"]], 1)
     x_cont = torch.cat([x["encoder_cont"], x["decoder_cont"]], 1)
-    b, t_all = x_cont.shape[:2]
+    b = x_cont.shape[0]
     # static inputs are constant over time: embed the first period only
     inputs = model.input_embeddings(x_cat if not unique else x_cat[:, :1])
     inputs.update({n: x_cont[..., i:i + 1] for i, n in enumerate(hp.x_reals) if n in model.reals})
@@ -149,37 +159,82 @@ def forward_fixed(model, x: dict[str, torch.Tensor], target_transform: str | Non
             parts.append(vsn({n: inputs[n][:, sl] for n in names},
                              ctx.expand(-1, steps, -1))[0])
     enc, dec = parts
-
     layers = hp.lstm_layers
     h0 = model.static_context_initial_hidden_lstm(static).expand(layers, -1, -1)
     c0 = model.static_context_initial_cell_lstm(static).expand(layers, -1, -1)
-    if variable:
-        enc_out, state = model.lstm_encoder(enc, (h0, c0), lengths=x["encoder_lengths"],
-                                            enforce_sorted=False)
-        dec_out, _ = model.lstm_decoder(dec, state, lengths=x["decoder_lengths"],
-                                        enforce_sorted=False)
-    else:
+    return enc, dec, static, h0, c0
+
+
+def run_lstms(model, enc: torch.Tensor, dec: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
+              x: dict[str, torch.Tensor] | None = None):
+    """Encoder and decoder LSTMs, float32 (see :func:`_lstm`); eager (Dynamo does not trace
+    ``nn.LSTM``). ``x`` given: packed by its encoder/decoder lengths."""
+    if x is None:
         enc_out, state = _lstm(model.lstm_encoder, enc, (h0, c0))
         dec_out, _ = _lstm(model.lstm_decoder, dec, state)
+    else:
+        enc_out, state = _lstm(model.lstm_encoder, enc, (h0, c0), x["encoder_lengths"])
+        dec_out, _ = _lstm(model.lstm_decoder, dec, state, x["decoder_lengths"])
+    return enc_out, dec_out
+
+
+def decode(model, enc_out: torch.Tensor, dec_out: torch.Tensor, enc: torch.Tensor,
+           dec: torch.Tensor, static: torch.Tensor, target_scale: torch.Tensor,
+           target_transform: str | None,
+           encoder_lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """The part after the LSTMs: gates, static enrichment, attention, output layer, rescaling.
+
+    ``encoder_lengths`` given: padded encoder periods are masked (variable-length batches).
+    The output layer and the rescaling to units run in float32 whatever the autocast
+    setting (bfloat16 keeps 8 bits of mantissa: a normalised output of 3 rescaled by a
+    window scale of 100 would be off by up to 1 unit). Traceable as one graph.
+    """
+    enc_w = enc_out.shape[1]
     lstm_enc = model.post_lstm_add_norm_encoder(model.post_lstm_gate_encoder(enc_out), enc)
     lstm_dec = model.post_lstm_add_norm_decoder(model.post_lstm_gate_decoder(dec_out), dec)
     lstm_out = torch.cat([lstm_enc, lstm_dec], 1)
+    b, t_all = lstm_out.shape[:2]
 
     enrich = model.static_context_enrichment(static)[:, None]
     attn_in = _grn(model.static_enrichment, lstm_out, enrich)
     h = t_all - enc_w
-    step = torch.arange(h, device=x_cont.device)
+    step = torch.arange(h, device=lstm_out.device)
     causal = step[None, :] >= step[:, None]          # decoder step j may not see steps >= j
     mask = torch.cat([causal.new_zeros(h, enc_w), causal], 1)                 # (H, T)
-    if variable:   # padded encoder periods may not be attended either: (B, 1, H, T)
-        pad = torch.arange(enc_w, device=x_cont.device) >= x["encoder_lengths"][:, None]
+    if encoder_lengths is not None:   # padded encoder periods may not be attended: (B, 1, H, T)
+        pad = torch.arange(enc_w, device=lstm_out.device) >= encoder_lengths[:, None]
         mask = mask | torch.cat([pad, pad.new_zeros(b, h)], 1)[:, None, None, :]
     attn_out = _attention(model.multihead_attn, attn_in[:, enc_w:], attn_in, mask)
     out = model.post_attn_gate_norm(attn_out, attn_in[:, enc_w:])
     out = model.pos_wise_ff(out)
     out = model.pre_output_gate_norm(out, lstm_dec)
-    out = model.output_layer(out)
-    return rescale(out, x["target_scale"], target_transform)
+    with torch.autocast(out.device.type, enabled=False):
+        out = model.output_layer(out.float())
+        return rescale(out, target_scale.float(), target_transform)
+
+
+def forward_fixed(model, x: dict[str, torch.Tensor], target_transform: str | None,
+                  unique: bool = False, variable: bool = False) -> torch.Tensor:
+    """Quantile forecasts of a batch of windows, shape (B, H, Q), units per period.
+
+    Same result as ``model(x)["prediction"]`` (not sorted or clipped):
+    :func:`encode`, :func:`run_lstms`, :func:`decode`. With ``variable=False`` every encoder
+    must have the batch's full width: only ``encoder_cat/cont``, ``decoder_cat/cont`` and
+    ``target_scale`` are read, nothing waits for the host. ``variable=True`` handles shorter
+    encoders (right-padded, the width being the longest) as the stock forward does: packed
+    LSTMs and a padding mask, which read ``encoder_lengths`` on the host.
+
+    ``unique=True`` (CPU): each time-varying input's single-variable network runs once per
+    distinct value in the batch and the results are gathered back, which is the same
+    function (identical in eval mode) at a fraction of the cost, because most inputs
+    (calendar, flags, promotions, prices) take few distinct values. In training, dropout
+    inside those networks is then shared by the rows with the same value. It synchronises
+    with the host (``torch.unique``), so GPUs use the plain path.
+    """
+    enc, dec, static, h0, c0 = encode(model, x, unique)
+    enc_out, dec_out = run_lstms(model, enc, dec, h0, c0, x if variable else None)
+    return decode(model, enc_out, dec_out, enc, dec, static, x["target_scale"], target_transform,
+                  x["encoder_lengths"] if variable else None)
 
 
 def _vsn_unique(model, vsn, x_cat: torch.Tensor, x_cont: torch.Tensor,
@@ -310,6 +365,11 @@ def window_weight(x: dict[str, torch.Tensor], floor: float) -> torch.Tensor:
     return 1.0 / (level + floor)
 
 
+#: Recompiles allowed per compiled region (each shape and train/eval mode is one graph; the
+#: training batch, the prediction batch and both modes make at most 4).
+RECOMPILE_LIMIT = 8
+
+
 class Runner:
     """Runs a TFT on windows of a sampler: the fixed-length path for full-width batches.
 
@@ -320,18 +380,43 @@ class Runner:
         The EncoderNormalizer transformation (for :func:`rescale`).
     device : torch.device
     autocast_dtype : torch.dtype or None
-        bfloat16 on GPUs; None for float32.
+        bfloat16 on GPUs; None for float32. Never float16 (no gradient scaler here).
     compile : bool
-        Compile the fixed-length forward (``torch.compile``, static shapes).
+        Compile :func:`encode` and :func:`decode` (``torch.compile``, static shapes, one
+        graph each); the LSTMs between them stay eager.
+    compile_backend : str or callable
+        ``torch.compile``'s backend (tests count graphs with a counting backend).
     """
 
     def __init__(self, model, target_transform: str | None, device: torch.device,
-                 autocast_dtype: torch.dtype | None = None, compile: bool = False):
+                 autocast_dtype: torch.dtype | None = None, compile: bool = False,
+                 compile_backend: Any = "inductor"):
+        if autocast_dtype not in (None, torch.bfloat16, torch.float32):
+            raise ValueError(f"autocast dtype {autocast_dtype} not supported: bfloat16 or None "
+                             f"(float16 would need a gradient scaler)")
         self.model, self.transform, self.device = model, target_transform, device
         self.autocast_dtype = autocast_dtype
         self.unique = device.type == "cpu" and not compile
         self.compiled = bool(compile)
-        self.fixed = torch.compile(forward_fixed, dynamic=False) if compile else forward_fixed
+        if compile:
+            from torch import _dynamo
+            cfg = _dynamo.config
+            limit = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"
+            setattr(cfg, limit, max(getattr(cfg, limit), RECOMPILE_LIMIT))
+            self.encode = torch.compile(encode, fullgraph=True, dynamic=False,
+                                        backend=compile_backend)
+            self.decode = torch.compile(decode, fullgraph=True, dynamic=False,
+                                        backend=compile_backend)
+        else:
+            self.encode, self.decode = encode, decode
+        #: seconds spent in the first call of each compiled shape (compilation included)
+        self.first_call_seconds: dict[tuple, float] = {}
+
+    def _fixed(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
+        enc, dec, static, h0, c0 = self.encode(self.model, x, self.unique)
+        enc_out, dec_out = run_lstms(self.model, enc, dec, h0, c0)
+        return self.decode(self.model, enc_out, dec_out, enc, dec, static, x["target_scale"],
+                           self.transform)
 
     def forward(self, x: dict[str, torch.Tensor], full_width: bool) -> torch.Tensor:
         """Quantile forecasts (B, H, Q), float32, units per period (unsorted, unclipped)."""
@@ -339,7 +424,15 @@ class Runner:
             if self.autocast_dtype is not None else contextlib.nullcontext()
         with ctx:
             if full_width:
-                out = self.fixed(self.model, x, self.transform, self.unique)
+                key = (tuple(x["encoder_cont"].shape), self.model.training)
+                if self.compiled and key not in self.first_call_seconds:
+                    t0 = time.perf_counter()
+                    out = self._fixed(x)
+                    self.first_call_seconds[key] = time.perf_counter() - t0
+                    log.info("compiled the forward for batches of shape %s (%s mode) in %.1f s",
+                             key[0], "training" if key[1] else "eval", self.first_call_seconds[key])
+                else:
+                    out = self._fixed(x)
             else:   # shorter encoders: packed LSTMs, eager
                 out = forward_fixed(self.model, x, self.transform, self.unique, variable=True)
         return out.float()
@@ -349,23 +442,30 @@ class Runner:
         """Yield (positions, batch, forecasts (b, H, Q)) of windows, full-width ones together.
 
         With ``pad_batches`` (default: when compiled) a short full-width batch is padded to
-        ``batch_size`` windows, so that a compiled graph keeps one static shape.
+        ``batch_size`` windows, so that a compiled graph keeps one static shape. The window
+        coordinates go to the sampler's device once; each batch is then a slice of them,
+        gathered where the panel arrays live (on the GPU when the sampler is there: no
+        host work or copy per batch).
         """
         pad_batches = self.compiled if pad_batches is None else pad_batches
         L = sampler.spec.encoder_length
         full = enc_len == L
+        dev = sampler.device
         for mask, width in ((full, L), (~full, None)):
             pos = np.flatnonzero(mask)
+            if not len(pos):
+                continue
+            take = pos
+            if pad_batches and width is not None and len(pos) % batch_size:
+                take = np.concatenate([pos, np.full(batch_size - len(pos) % batch_size, pos[-1])])
+            coords = [torch.as_tensor(np.ascontiguousarray(a[take]), device=dev)
+                      for a in (series, dec_start, enc_len)]
             for i in range(0, len(pos), batch_size):
                 p = pos[i:i + batch_size]
-                take = p
-                if pad_batches and width is not None and len(p) < batch_size:
-                    take = np.concatenate([p, np.full(batch_size - len(p), p[-1])])
+                sl = slice(i, i + batch_size) if width is not None and pad_batches \
+                    else slice(i, i + len(p))
                 w = width if width is not None else int(enc_len[p].max())
-                x = sampler.windows(torch.as_tensor(series[take]),
-                                    torch.as_tensor(dec_start[take]),
-                                    torch.as_tensor(enc_len[take]), w, device=self.device,
-                                    luts=luts)
+                x = sampler.windows(*(c[sl] for c in coords), w, device=self.device, luts=luts)
                 yield p, x, self.forward(x, width is not None)[:len(p)]
 
 

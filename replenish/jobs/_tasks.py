@@ -467,7 +467,7 @@ def plan_shard_task(stage: str, shard: int, spec: dict[str, Any], model_dir: str
     """Forecast and/or optimize one shard; write its output files atomically; return its stats."""
     t0 = time.perf_counter()
     try:
-        model = _get_model(model_dir, spec.get("device", "auto"))
+        model = _get_model(model_dir, spec["forecast"].get("device", "auto"))
         if not spec.get("freq"):   # not declared: the model's (inferred when it was trained)
             spec = {**spec, "freq": model.spec.freq}
         panel = load_shard_panel(stage, shard, spec)

@@ -10,7 +10,8 @@ from replenish.engine._sampler import WindowSampler
 from replenish.engine.forecast import ForecastConfig, TFTForecaster
 
 TINY = dict(horizon=7, encoder_length=14, hidden_size=8, hidden_continuous_size=4,
-            attention_heads=2, batch_size=32, max_steps=30, val_every=10, seed=3, calibrate=True)
+            attention_heads=2, batch_size=32, max_steps=30, val_every=10, seed=3, calibrate=True,
+            device="cpu")   # pinned: the windows below are built on the CPU
 
 
 @pytest.fixture(scope="module")

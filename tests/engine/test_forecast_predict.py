@@ -6,7 +6,7 @@ from forecast_helpers import toy_panel
 from replenish.engine.forecast import ForecastConfig, TFTForecaster
 
 TINY = dict(horizon=7, encoder_length=14, hidden_size=8, hidden_continuous_size=4,
-            attention_heads=2, batch_size=32, max_steps=20, val_every=10, seed=0)
+            attention_heads=2, batch_size=32, max_steps=20, val_every=10, seed=0, device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 WEEKS, HORIZON = 40, 6
 TINY = {"horizon": HORIZON, "encoder_length": 12, "hidden_size": 8, "attention_heads": 1,
-        "max_steps": 10, "batch_size": 32, "seed": 0}
+        "max_steps": 10, "batch_size": 32, "seed": 0, "device": "cpu"}
 COLUMNS = {"sku": "item_id", "location": "store_id", "date": "week_start", "demand": "units_sold",
            "observed": ["price", "on_promo", "event"], "static": ["dept"],
            "categorical": ["event"]}

@@ -30,7 +30,8 @@ from tests.conftest import make_history
 pytestmark = pytest.mark.slow
 
 TINY = {"horizon": 7, "encoder_length": 14, "hidden_size": 8, "attention_heads": 1,
-        "max_steps": 15, "batch_size": 64, "seed": 0}
+        "max_steps": 15, "batch_size": 64, "seed": 0,
+        "device": "cpu"}   # pinned: on a GPU machine "auto" would pick CUDA
 COLS = ColumnMap(known=("price", "promo"), static=("category",))
 N_SERIES = 16
 
@@ -397,7 +398,7 @@ def test_cli_on_existing_scheduler_with_mapped_columns(client, data, trained, tm
     inv = data["inventory"].rename_columns(["item", "store"] + data["inventory"].column_names[2:])
     pq.write_table(inv, tmp_path / "i.parquet")
     (tmp_path / "job.toml").write_text(
-        f"[forecast]\nhorizon = {TINY['horizon']}\n[policy]\nmethod = 'normal'\n")
+        f"[forecast]\nhorizon = {TINY['horizon']}\ndevice = 'cpu'\n[policy]\nmethod = 'normal'\n")
     rc = main(["plan", "--history", str(tmp_path / "h.parquet"), "--inventory", str(tmp_path / "i.parquet"),
                "--out", str(tmp_path / "cli"), "--config", str(tmp_path / "job.toml"),
                "--sku-col", "item", "--location-col", "store", "--date-col", "day",
