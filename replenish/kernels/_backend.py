@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["get_xp", "asarray", "is_cupy", "to_numpy", "compute_dtype", "special", "cupy_module"]
+__all__ = ["get_xp", "asarray", "is_cupy", "to_numpy", "compute_dtype", "special", "cupy_module",
+           "from_dlpack", "backend_name"]
 
 
 def _is_cupy_array(a) -> bool:
@@ -77,6 +78,42 @@ def to_numpy(x):
     if _is_cupy_array(x):
         return x.get()
     return np.asarray(x)
+
+
+# DLPack device types (dlpack.h): host memory, CUDA device memory, pinned host memory
+_DLPACK_CPU, _DLPACK_CUDA, _DLPACK_CUDA_HOST = 1, 2, 3
+
+
+def from_dlpack(x):
+    """The kernels' array for ``x`` (a torch tensor, or anything with ``__dlpack__``), without a copy.
+
+    Memory on a CUDA device becomes a CuPy array on that device, host memory a NumPy
+    array: the data stays where it is (DLPack shares the buffer), so forecasts a GPU model
+    produced go to the CuPy kernels without a round trip through the host.
+
+    Parameters
+    ----------
+    x : object with ``__dlpack__`` and ``__dlpack_device__``
+        For example a ``torch.Tensor`` (not requiring grad), a NumPy or CuPy array.
+
+    Returns
+    -------
+    numpy.ndarray or cupy.ndarray
+        A view of the same memory.
+    """
+    if isinstance(x, np.ndarray) or _is_cupy_array(x):
+        return x
+    device_type = int(x.__dlpack_device__()[0])
+    if device_type in (_DLPACK_CPU, _DLPACK_CUDA_HOST):
+        return np.from_dlpack(x)
+    if device_type == _DLPACK_CUDA:
+        return cupy_module().from_dlpack(x)
+    raise ValueError(f"from_dlpack: device type {device_type} is neither host memory nor CUDA")
+
+
+def backend_name(a) -> str:
+    """``"cupy"`` or ``"numpy"``: the backend the kernels use for array ``a``."""
+    return "cupy" if _is_cupy_array(a) else "numpy"
 
 
 def compute_dtype(xp, ref):

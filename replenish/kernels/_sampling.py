@@ -31,15 +31,21 @@ Scheme (inverse-CDF sampling, periods independent):
   same numbers.  Every chunk uses the same numbers (common random numbers across
   all items): an item's result depends on its own inputs and the seed only, not
   on the other items of the batch, the chunk size, or how a job shards the items.
+  So the weight table and the lead-time strata are built once per problem and
+  moved to the device once (a table for more periods holds the one for fewer as
+  its first rows), and the chunk order and each chunk's period range are worked
+  out on the host from one copy of the lead times: on a GPU a chunk waits for the
+  host at most once (random lead times: the range of its draws).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._backend import asarray, get_xp, is_cupy, special
+from ._backend import asarray, get_xp, is_cupy, special, to_numpy
 from ._validate import item_array, lead_time_pmf_array
 from .period_demand import basis_weights, knots, prepare_quantiles
 
@@ -64,6 +70,8 @@ class SamplingProblem:
     chunk_size: int
     xp: object
     dtype: object
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+    _lock: object = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def n(self) -> int:
@@ -115,12 +123,36 @@ class SamplingProblem:
         return np.stack(rows)
 
     def _weights(self, rng, n_days):
-        """(n_days*K, S) weights mapping each period's knots to its sampled demand."""
+        """(n_days*K, S) weights mapping each period's knots to its sampled demand.
+
+        Built on the host once for the most periods asked so far (at least 32) and kept
+        on the device; fewer periods are its first rows (each period's draws do not
+        depend on how many periods there are). Thread-safe.
+        """
         n_k = self.levels.shape[0] + 2
-        u = self._uniforms(rng, n_days)
-        w = basis_weights(self.levels, u.reshape(-1)).reshape(n_days, self.n_samples, n_k)
-        w = np.ascontiguousarray(w.transpose(0, 2, 1)).reshape(n_days * n_k, self.n_samples)
-        return asarray(w, self.xp, dtype=self.dtype)
+        with self._lock:
+            w = self._cache.get("weights")
+            if w is None or w.shape[0] < n_days * n_k:
+                days = max(n_days, 32, 0 if w is None else 2 * (w.shape[0] // n_k))
+                u = self._uniforms(rng, days)
+                h = basis_weights(self.levels, u.reshape(-1)).reshape(days, self.n_samples, n_k)
+                h = np.ascontiguousarray(h.transpose(0, 2, 1)).reshape(days * n_k, self.n_samples)
+                w = self._cache["weights"] = asarray(h, self.xp, dtype=self.dtype)
+        return w[:n_days * n_k]
+
+    def _strata(self):
+        """Lead-time strata ``v`` (S,), sorted, one draw per stratum, and their normal scores
+        ``z``; on the problem's backend, built once."""
+        with self._lock:
+            got = self._cache.get("strata")
+            if got is None:
+                s = self.n_samples
+                g = np.random.default_rng([self.seed, 2])
+                v = (np.arange(s) + g.random(s)) / s
+                got = self._cache["strata"] = (asarray(v, self.xp, dtype=self.dtype),
+                                               asarray(special(np).ndtri(v), self.xp,
+                                                       dtype=self.dtype))
+        return got
 
     # -- lead-time draws ---------------------------------------------------------
     @property
@@ -131,13 +163,12 @@ class SamplingProblem:
         """(c, S) lead times in periods, stratified over samples, per item."""
         xp, dt = self.xp, self.dtype
         s = self.n_samples
-        g = np.random.default_rng([self.seed, 2])
-        v = (np.arange(s) + g.random(s)) / s  # sorted, one draw per stratum
+        v, z = self._strata()  # sorted, one draw per stratum
         if self.lead_time_pmf is not None:
             pmf = self.lead_time_pmf if self.lead_time_pmf.shape[0] == 1 else self.lead_time_pmf[idx]
             cdf = xp.cumsum(pmf, axis=1)[:, :-1]
             # L = #{l : cdf[l] < v}; with v sorted, cdf[l] < v[s] iff s >= first[l].
-            first = xp.searchsorted(asarray(v, xp, dtype=cdf.dtype), cdf, side="right")
+            first = xp.searchsorted(v, cdf, side="right")
             rows = cdf.shape[0]
             flat = (xp.arange(rows)[:, None] * (s + 1) + first).reshape(-1)
             counts = xp.bincount(flat, minlength=rows * (s + 1)).reshape(rows, s + 1)
@@ -150,24 +181,42 @@ class SamplingProblem:
         cv2 = xp.where(mean > 0, (sd / xp.maximum(mean, dt.type(1e-30))) ** 2, 0)
         sig = xp.sqrt(xp.log1p(cv2))
         mu = xp.log(xp.maximum(mean, dt.type(1e-30))) - sig * sig / 2
-        z = asarray(special(np).ndtri(v), xp, dtype=dt)
         lags = xp.exp(mu[:, None] + sig[:, None] * z[None, :])
         return xp.where(mean[:, None] > 0, lags, 0)
 
     # -- main loop ---------------------------------------------------------------
     def chunk_jobs(self):
-        """``[(j, idx), ...]``: chunk number and (c,) item indices, in lead-time order."""
+        """``[(j, idx), ...]``: chunk number and (c,) item indices, in lead-time order.
+
+        The order (and, for fixed lead times, each chunk's range of periods) is worked out
+        on a host copy of the lead times, and the indices go to the device in one copy.
+        """
         xp = self.xp
         n = self.n
+        review = to_numpy(self.review)
         if self.lead_time_pmf is not None and self.lead_time_pmf.shape[0] == n:
-            key = self.lead_time_pmf @ xp.arange(self.lead_time_pmf.shape[1], dtype=self.dtype)
+            key = to_numpy(self.lead_time_pmf @ xp.arange(self.lead_time_pmf.shape[1], dtype=self.dtype))
         elif self.lead_time_pmf is not None:
-            key = xp.zeros((n,), dtype=self.dtype)
+            key = np.zeros((n,), dtype=self.dtype)
         else:
-            key = self.lead_time + (self.lead_time_std if self.lead_time_std is not None else 0)
-        order = xp.lexsort(xp.stack([self.review, key]))
+            lead = to_numpy(self.lead_time)
+            key = lead + (to_numpy(self.lead_time_std) if self.lead_time_std is not None else 0)
+        order = np.lexsort(np.stack([np.broadcast_to(review, (n,)), np.broadcast_to(key, (n,))]))
         size = self.chunk_size
-        return [(j, order[start:start + size]) for j, start in enumerate(range(0, n, size))]
+        starts = range(0, n, size)
+        with self._lock:
+            bounds = self._cache.setdefault("fixed_bounds", {})
+            if not self.random_lead and n:
+                # (ceil max L, floor min L, ceil max (L + R)) per chunk, as _chunk_fixed needs them
+                lt = np.broadcast_to(lead, (n,))[order]   # the problem's dtype, as on the device
+                pi = lt + np.broadcast_to(review, (n,))[order]
+                at = np.asarray(list(starts))
+                for j, (hi, lo, top) in enumerate(zip(np.maximum.reduceat(lt, at),
+                                                      np.minimum.reduceat(lt, at),
+                                                      np.maximum.reduceat(pi, at))):
+                    bounds[j] = (int(math.ceil(hi)), int(math.floor(lo)), int(math.ceil(top)))
+        order = asarray(order, xp)
+        return [(j, order[start:start + size]) for j, start in enumerate(starts)]
 
     def sample(self, j, idx):
         """Samples of chunk ``j``: ``(d_lead, d_protect, knots)``.
@@ -181,7 +230,7 @@ class SamplingProblem:
         if self.random_lead:
             d_l, d_pi = self._chunk_random(rng, idx, kn)
         else:
-            d_l, d_pi = self._chunk_fixed(rng, idx, kn)
+            d_l, d_pi = self._chunk_fixed(j, idx, kn)
         return d_l, d_pi, kn
 
     def chunks(self):
@@ -209,13 +258,22 @@ class SamplingProblem:
             return kn
         return kn[:, xp.minimum(xp.arange(n_days), horizon - 1)]
 
-    def _chunk_fixed(self, rng, idx, kn):
+    def _period_range(self, j, lt, pi):
+        """(ceil max L, floor min L, ceil max (L + R)) of a chunk: from chunk_jobs, or measured."""
+        got = self._cache.get("fixed_bounds", {}).get(j)
+        if got is not None:
+            return got
         xp = self.xp
+        hi, lo, top = (float(v) for v in to_numpy(xp.stack([xp.max(lt), xp.min(lt), xp.max(pi)])))
+        return int(math.ceil(hi)), int(math.floor(lo)), int(math.ceil(top))
+
+    def _chunk_fixed(self, j, idx, kn):
+        xp = self.xp
+        rng = None
         lt = self.lead_time[idx]
         pi = lt + self.review[idx]
-        d_lead = int(math.ceil(float(xp.max(lt))))
-        d0 = int(math.floor(float(xp.min(lt))))
-        d1 = max(int(math.ceil(float(xp.max(pi)))), d0)
+        d_lead, d0, d1 = self._period_range(j, lt, pi)
+        d1 = max(d1, d0)
         n_days = max(d_lead, d1, 1)
         weights = self._weights(rng, n_days)
         kn = self._extend(kn, n_days)
@@ -233,7 +291,17 @@ class SamplingProblem:
         s = self.n_samples
         lags = self._lead_samples(rng, idx)
         ends = lags + self.review[idx][:, None]
-        n_days = max(int(math.ceil(float(xp.max(ends)))), 1)
+        # Lead-time draws rise with the sample index (stratified, sorted), so a
+        # block of consecutive samples spans only a few periods of uncertain
+        # coverage; everything below is one matrix product per block.
+        n_blocks = max(1, min(16, s // 64))
+        bounds = np.linspace(0, s, n_blocks + 1).astype(int)
+        # each item's draws rise with the sample index, so a block's range is its first
+        # column's minimum and its last column's maximum: all of them in one copy to the host
+        first, last = bounds[:-1], bounds[1:] - 1
+        ranges = to_numpy(xp.stack([lags[:, first].min(axis=0), lags[:, last].max(axis=0),
+                                    ends[:, first].min(axis=0), ends[:, last].max(axis=0)]))
+        n_days = max(int(math.ceil(float(ranges[3].max()))), 1)
         weights = self._weights(rng, n_days)
         kn = self._extend(kn, n_days)
         d_l = xp.empty((c, s), dtype=self.dtype)
@@ -241,25 +309,21 @@ class SamplingProblem:
         # per-period (c, K) operands in column-major layout: OpenBLAS's sgemm is
         # ~100x slower on row-major operands with K ~ 9 columns
         kn_t = xp.ascontiguousarray(kn.transpose(1, 2, 0))
-        # Lead-time draws rise with the sample index (stratified, sorted), so a
-        # block of consecutive samples spans only a few periods of uncertain
-        # coverage; everything below is one matrix product per block.
-        n_blocks = max(1, min(16, s // 64))
-        bounds = np.linspace(0, s, n_blocks + 1).astype(int)
-        for a, b in zip(bounds[:-1], bounds[1:]):
+        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
             cols = slice(int(a), int(b))
             w = weights[:, cols]
-            d_l[:, cols] = self._partial_sum(kn, kn_t, w, lags[:, cols])
-            d_pi[:, cols] = self._partial_sum(kn, kn_t, w, ends[:, cols])
+            d_l[:, cols] = self._partial_sum(kn, kn_t, w, lags[:, cols], ranges[0, i], ranges[1, i])
+            d_pi[:, cols] = self._partial_sum(kn, kn_t, w, ends[:, cols], ranges[2, i], ranges[3, i])
         return d_l, d_pi
 
-    def _partial_sum(self, kn, kn_t, weights, t):
-        """Sampled demand over the first ``t[i, s]`` periods (fractional), shape (c, m)."""
+    def _partial_sum(self, kn, kn_t, weights, t, t_min, t_max):
+        """Sampled demand over the first ``t[i, s]`` periods (fractional), shape (c, m);
+        ``t_min``, ``t_max``: the smallest and largest entry of ``t``."""
         xp = self.xp
         c, m = t.shape
         n_k = kn.shape[2]
-        d0 = int(math.floor(float(xp.min(t))))
-        d1 = max(int(math.ceil(float(xp.max(t)))), d0)
+        d0 = int(math.floor(float(t_min)))
+        d1 = max(int(math.ceil(float(t_max))), d0)
         base = self._fold(kn, weights, 0, d0)
         nd = d1 - d0
         if nd == 0:

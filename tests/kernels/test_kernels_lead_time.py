@@ -208,3 +208,30 @@ def test_bad_levels_and_shapes_rejected():
         lead_time_demand_moments(LEVELS, q, np.nan)
     with pytest.raises(ValueError, match="lead_time must be >= 0"):
         lead_time_demand_moments(LEVELS, q, -1.0)
+
+
+@pytest.mark.parametrize("random_lead", [False, True])
+def test_sampling_builds_its_random_tables_once_and_waits_for_the_host_once_per_chunk(monkeypatch,
+                                                                                       random_lead):
+    """The weight table, the lead-time strata and the chunk order are built once per problem,
+    not per chunk (on a GPU each would be a host computation and a copy to the device), and
+    a chunk reads at most one small array back (the range of its lead-time draws)."""
+    from replenish.kernels import _sampling, plan_orders
+
+    built, reads = [], []
+    uniforms, to_numpy = _sampling.SamplingProblem._uniforms, _sampling.to_numpy
+    monkeypatch.setattr(_sampling.SamplingProblem, "_uniforms",
+                        lambda self, rng, n: built.append(n) or uniforms(self, rng, n))
+    monkeypatch.setattr(_sampling, "to_numpy", lambda a: reads.append(np.shape(a)) or to_numpy(a))
+    rng = np.random.default_rng(7)
+    n, chunk = 4000, 400     # 10 chunks
+    q = np.sort(rng.gamma(2.0, 5.0, (n, 14, LEVELS.size)), axis=-1).astype(np.float32)
+    lead = rng.uniform(0.5, 20, n)
+    extra = dict(lead_time_std=rng.uniform(0.5, 3, n)) if random_lead else {}
+    res = plan_orders(LEVELS, q, on_hand=50.0, on_order=0.0, lead_time=lead, review_period=7.0,
+                      n_samples=256, chunk_size=chunk, n_threads=1, **extra)
+    assert np.isfinite(res["reorder_point"]).all()
+    # one table for the longest interval (random lead times may grow it once more)
+    assert len(built) <= (2 if random_lead else 1), built
+    per_chunk = [r for r in reads if r != (n,)]      # chunk_jobs' one-off copies are (n,)
+    assert len(per_chunk) <= (n // chunk if random_lead else 0), reads
