@@ -17,6 +17,8 @@ import functools
 
 from ._backend import cupy_module
 
+__all__ = ["ELEMENTWISE", "PREAMBLE", "normal_policy", "order_quantity", "normal_plan"]
+
 _PREAMBLE = r"""
 __device__ __forceinline__ float rp_ndtri(float p) { return normcdfinvf(p); }
 __device__ __forceinline__ double rp_ndtri(double p) { return normcdfinv(p); }
@@ -53,31 +55,34 @@ ORDER_SNIPPET = r"""
 """
 
 
+#: The fused elementwise kernels: name -> (inputs, outputs, body), in CuPy's
+#: ``ElementwiseKernel`` notation (``T`` is the float type of the call: float or double).
+#: ``tests/kernels/test_kernels_cuda_source.py`` compiles each, in both float types, for
+#: an explicit GPU architecture without a device (nvcc, or NVRTC).
+ELEMENTWISE = {
+    "replenish_normal_policy": (
+        "T mu_l, T sd_l, T mu_p, T sd_p, T level, T lot",
+        "T ss, T rop, T out",
+        POLICY_SNIPPET + "ss = rp_add(r, -mu_l); rop = r; out = s;"),
+    "replenish_order_quantity": (
+        "T pos, T r, T s, T moq, T pack, T cap",
+        "T qty",
+        "const T zero = (T)0;" + ORDER_SNIPPET + "qty = q;"),
+    "replenish_normal_plan": (
+        "T mu_l, T sd_l, T mu_p, T sd_p, T level, T lot, T pos, T moq, T pack, T cap",
+        "T ss, T rop, T out, T qty",
+        POLICY_SNIPPET + ORDER_SNIPPET + "ss = rp_add(r, -mu_l); rop = r; out = s; qty = q;"),
+}
+
+#: Shared device functions of the kernels above.
+PREAMBLE = _PREAMBLE
+
+
 @functools.lru_cache(maxsize=None)
 def _kernels():
     cp = cupy_module()
-    policy = cp.ElementwiseKernel(
-        "T mu_l, T sd_l, T mu_p, T sd_p, T level, T lot",
-        "T ss, T rop, T out",
-        POLICY_SNIPPET + "ss = rp_add(r, -mu_l); rop = r; out = s;",
-        "replenish_normal_policy",
-        preamble=_PREAMBLE,
-    )
-    order = cp.ElementwiseKernel(
-        "T pos, T r, T s, T moq, T pack, T cap",
-        "T qty",
-        "const T zero = (T)0;" + ORDER_SNIPPET + "qty = q;",
-        "replenish_order_quantity",
-        preamble=_PREAMBLE,
-    )
-    plan = cp.ElementwiseKernel(
-        "T mu_l, T sd_l, T mu_p, T sd_p, T level, T lot, T pos, T moq, T pack, T cap",
-        "T ss, T rop, T out, T qty",
-        POLICY_SNIPPET + ORDER_SNIPPET + "ss = rp_add(r, -mu_l); rop = r; out = s; qty = q;",
-        "replenish_normal_plan",
-        preamble=_PREAMBLE,
-    )
-    return policy, order, plan
+    return tuple(cp.ElementwiseKernel(inputs, outputs, body, name, preamble=PREAMBLE)
+                 for name, (inputs, outputs, body) in ELEMENTWISE.items())
 
 
 def _cast(dtype, *arrays):
