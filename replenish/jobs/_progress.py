@@ -18,7 +18,7 @@ import time
 from typing import Any, Callable, Iterable, Iterator
 
 __all__ = ["set_mode", "bars_enabled", "completed", "gather", "training_reporter",
-           "TrainingProgress", "TRAIN_TOPIC", "say"]
+           "TrainingProgress", "TRAIN_TOPIC", "say", "bar"]
 
 TRAIN_TOPIC = "replenish-training"
 _MODE: str | None = None   # None: bars on a terminal; "bars"; "quiet"
@@ -46,6 +46,12 @@ def bars_enabled() -> bool:
 
 def say(msg: str) -> None:
     print(f"[replenish] {msg}", file=_stream(), flush=True)
+
+
+def bar(total: int | None, label: str, unit: str):
+    """A bar to update by hand (``None`` when bars are off), for loops :func:`completed`
+    does not fit (futures submitted as others finish)."""
+    return _bar(total, label, unit) if bars_enabled() else None
 
 
 def _bar(total: int | None, label: str, unit: str):

@@ -20,7 +20,8 @@ from ..engine.panel import FREQ_DEFAULTS, FREQ_STEP_DAYS, Panel, union_categorie
 from ..engine.validate import build_panel, validate_inventory
 from ._sharding import _pair_hash, file_checksum, read_shard, shard_dir
 
-__all__ = ["load_shard_panel", "train_task", "plan_shard_task", "quantile_column", "plan_kwargs",
+__all__ = ["load_shard_panel", "train_task", "plan_shard_task", "prepare_shard_task",
+           "compute_shard_task", "write_shard_task", "quantile_column", "plan_kwargs",
            "network_store_task"]
 
 log = logging.getLogger("replenish")
@@ -243,13 +244,15 @@ def plan_kwargs(inv: dict[str, np.ndarray], spec: dict[str, Any], step: int,
         method=spec["method"], n_samples=spec["n_samples"], seed=spec["seed"])
 
 
-def optimize(panel: Panel, levels: np.ndarray, q: np.ndarray, inv: dict[str, np.ndarray],
+def optimize(panel: Panel, levels: np.ndarray, q, inv: dict[str, np.ndarray],
              spec: dict[str, Any], n_threads: int | None = 1,
              dc_days: np.ndarray | None = None, report: dict[str, Any] | None = None,
              history: bool = True, accuracy: dict[str, np.ndarray] | None = None) -> pa.Table:
     """Inventory decisions for every series of the panel (see README, 'orders').
 
-    ``n_threads`` 1 (the default): the shard tasks run one per worker thread and the
+    ``q`` (n, H, Q): NumPy, or CuPy (on a GPU worker, straight from the model's output
+    tensor): the kernels run on its backend and only the output columns come back to the
+    host. ``n_threads`` 1 (the default): the shard tasks run one per worker thread and the
     cluster has one worker thread per core, so the kernels must not start threads of
     their own (``None``: the kernels' default, every core). ``dc_days``: days each
     series' DC may take to serve it (:func:`dc_service_days`), added to its lead time.
@@ -261,6 +264,7 @@ def optimize(panel: Panel, levels: np.ndarray, q: np.ndarray, inv: dict[str, np.
     explanation and exception columns come from :mod:`.exceptions`.
     """
     from ..kernels import plan_orders
+    from ..kernels._backend import to_numpy
     from . import exceptions as exc
 
     step = FREQ_STEP_DAYS[panel.freq]
@@ -274,7 +278,7 @@ def optimize(panel: Panel, levels: np.ndarray, q: np.ndarray, inv: dict[str, np.
         if report is not None:
             report["protection_beyond_horizon"] = beyond
     res = plan_orders(levels, q, **plan_kwargs(inv, spec, step, dc_days), n_threads=n_threads)
-    res = {k: np.asarray(v) for k, v in res.items()}
+    res = {k: to_numpy(v) for k, v in res.items() if k in _ORDER_KEYS}   # device to host
     as_of = panel.end + np.timedelta64(step, "D")
     wait = res["periods_until_order"]
     has = np.isfinite(wait)
@@ -311,6 +315,14 @@ def optimize(panel: Panel, levels: np.ndarray, q: np.ndarray, inv: dict[str, np.
                       else pa.array(np.asarray(v, dtype=np.float64)))
                   for k, v in cols.items()})
     return exc.with_exception_columns(t, exc.ExceptionSettings.from_mapping(spec.get("exceptions")))
+
+
+#: The kernels' outputs the orders table uses (the only ones copied back from a GPU).
+_ORDER_KEYS = ("lead_time_demand_mean", "lead_time_demand_std", "protection_demand_mean",
+               "protection_demand_std", "safety_stock", "reorder_point", "order_up_to",
+               "order_quantity", "periods_until_order", "expected_fill_rate",
+               "expected_cycle_service_level", "expected_holding_cost", "expected_stockout_cost",
+               "expected_ordering_cost")
 
 
 def write_output(table: pa.Table, out: str, name: str, shard: int) -> dict[str, Any]:
@@ -459,51 +471,184 @@ def optimize_shard_task(stage: str, shard: int, spec: dict[str, Any], out: str) 
     except Exception as e:
         raise ShardError(f"shard {shard}: {type(e).__name__}: {e}") from e
     return {"shard": shard, "series": keys.n_series, "seconds": time.perf_counter() - t0,
-            "files": files, "report": report}
+            "files": files, "report": report, "backend": {"optimize": "numpy"}}
+
+
+def prepare_shard(stage: str, shard: int, spec: dict[str, Any],
+                  stages: tuple[str, ...]) -> dict[str, Any]:
+    """Read and validate one shard: its Panel, and (to optimize) its inventory and DC days.
+
+    ``spec["freq"]`` must be set (the model's when the job does not declare it). Returns
+    ``{"panel": Panel or None, "inv", "dc_days"}``.
+    """
+    panel = load_shard_panel(stage, shard, spec)
+    if panel is None:
+        inv_tab = read_shard(stage, "inventory", shard)
+        if inv_tab is not None and inv_tab.num_rows:
+            raise DataError(f"inventory: rule 'every row is a SKU-location of the history' "
+                            f"broken by {inv_tab.num_rows} rows")
+        return {"panel": None}
+    prep: dict[str, Any] = {"panel": panel, "inv": None, "inv_tab": None, "dc_days": None,
+                            "accuracy": None}
+    if "optimize" in stages:
+        inv_tab = read_shard(stage, "inventory", shard)
+        if inv_tab is None:
+            raise DataError(f"inventory: rule 'every SKU-location of the history has an "
+                            f"inventory row' broken by {panel.n_series} SKU-locations")
+        prep["inv_tab"] = inv_tab
+        prep["inv"] = validate_inventory(inv_tab, panel, ColumnMap(**spec["columns"]),
+                                         InventoryDefaults().with_overrides(spec["inventory_defaults"]),
+                                         report=panel.report)
+        if spec.get("has_echelon"):
+            prep["dc_days"] = dc_service_days(stage, shard, panel, panel.report)
+        prep["accuracy"] = _accuracy(stage, shard, panel, spec)
+    return prep
+
+
+def compute_shard(prep: dict[str, Any], spec: dict[str, Any], model_dir: str,
+                  stages: tuple[str, ...]) -> dict[str, Any]:
+    """Forecast and/or optimize a prepared shard; return its output tables (not written).
+
+    The forecasts stay where the model computed them: on a GPU they go from the model's
+    output tensor to the CuPy kernels by DLPack (no copy), and only the output columns come
+    to the host; on the CPU the same code runs on NumPy (a view of the tensor). Which
+    backend each stage used is returned under ``"backend"`` (and recorded in the manifest).
+    """
+    from ..kernels._backend import backend_name, from_dlpack, to_numpy
+
+    panel = prep["panel"]
+    model = _get_model(model_dir, spec["forecast"].get("device", "auto"))
+    q_t = model.predict(panel, as_tensor=True)          # on the model's device
+    q = from_dlpack(q_t)                                 # CuPy on a GPU, NumPy on the host
+    levels = np.asarray(model.levels)
+    backend = {"forecast": f"torch:{q_t.device.type}"}
+    tables: dict[str, pa.Table] = {}
+    if "forecast" in stages:
+        tables["forecasts"] = forecast_table(panel, levels, to_numpy(q))
+    if "optimize" in stages:
+        ot = optimize(panel, levels, q, prep["inv"], spec, dc_days=prep["dc_days"],
+                      report=panel.report, accuracy=prep["accuracy"])
+        tables["orders"] = _with_budget_group(ot, prep["inv_tab"], panel, spec)
+        backend["optimize"] = backend_name(q)
+    return {"tables": tables, "backend": backend, "series": panel.n_series,
+            "report": panel.report, "horizon": int(q.shape[1])}
+
+
+def write_shard(computed: dict[str, Any], out: str, shard: int, spec: dict[str, Any],
+                stage: str, panel: Panel) -> dict[str, Any]:
+    """Write a computed shard's tables atomically, and the planner's outputs of its orders
+    (:func:`planner_outputs`, which read the recent actuals of ``panel``); return
+    ``{relative path: {rows, sha256}}``."""
+    files: dict[str, Any] = {}
+    tables = computed["tables"]
+    if "forecasts" in tables:
+        files.update(write_output(tables["forecasts"], out, "forecasts", shard))
+        if spec.get("stage_forecasts"):   # --network: optimized after the placement
+            write_parquet_atomic(tables["forecasts"],
+                                 shard_dir(stage, "forecasts", shard) / "forecast.parquet")
+    if "orders" in tables:
+        files.update(write_output(tables["orders"], out, "orders", shard))
+        files.update(planner_outputs(tables["orders"], out, shard, spec, stage, panel,
+                                     computed["horizon"]))
+    return files
+
+
+def _tail_panel(panel: Panel, periods: int) -> Panel:
+    """The last ``periods`` of each series' demand, without covariates: what the planner's
+    outputs read of the history (so a GPU worker sends that, not the whole panel, on to the
+    task that writes)."""
+    w = np.minimum(panel.lengths, periods).astype(np.int64)
+    indptr = np.concatenate([[0], np.cumsum(w)]).astype(np.int64)
+    take = np.repeat(panel.indptr[1:] - w, w) + (np.arange(indptr[-1]) - np.repeat(indptr[:-1], w))
+    return Panel(sku=panel.sku, location=panel.location,
+                 start=panel.end - (w - 1) * panel.step, indptr=indptr,
+                 demand=panel.demand[take], freq=panel.freq)
+
+
+def _with_freq(spec: dict[str, Any], model_dir: str) -> dict[str, Any]:
+    if spec.get("freq"):
+        return spec
+    # not declared: the model's (inferred when it was trained)
+    import json
+    return {**spec, "freq": json.loads((Path(model_dir) / "model.json").read_text())["spec"]["freq"]}
 
 
 def plan_shard_task(stage: str, shard: int, spec: dict[str, Any], model_dir: str, out: str,
                     stages: tuple[str, ...] = ("forecast", "optimize")) -> dict[str, Any]:
-    """Forecast and/or optimize one shard; write its output files atomically; return its stats."""
+    """Forecast and/or optimize one shard; write its output files atomically; return its stats.
+
+    All in one task, one process (CPU clusters); a GPU cluster runs the three steps as
+    separate tasks (:func:`prepare_shard_task`, :func:`compute_shard_task`,
+    :func:`write_shard_task`).
+    """
     t0 = time.perf_counter()
     try:
-        model = _get_model(model_dir, spec["forecast"].get("device", "auto"))
-        if not spec.get("freq"):   # not declared: the model's (inferred when it was trained)
-            spec = {**spec, "freq": model.spec.freq}
-        panel = load_shard_panel(stage, shard, spec)
-        if panel is None:
-            inv_tab = read_shard(stage, "inventory", shard)
-            if inv_tab is not None and inv_tab.num_rows:
-                raise DataError(f"inventory: rule 'every row is a SKU-location of the history' "
-                                f"broken by {inv_tab.num_rows} rows")
+        spec = _with_freq(spec, model_dir)
+        prep = prepare_shard(stage, shard, spec, stages)
+        if prep["panel"] is None:
             return {"shard": shard, "series": 0, "files": {}, "seconds": 0.0}
-        files: dict[str, Any] = {}
-        q = model.predict(panel)
-        levels = np.asarray(model.levels)
-        if "forecast" in stages:
-            ft = forecast_table(panel, levels, q)
-            files.update(write_output(ft, out, "forecasts", shard))
-            if spec.get("stage_forecasts"):   # --network: optimized after the placement
-                write_parquet_atomic(ft, shard_dir(stage, "forecasts", shard) / "forecast.parquet")
-        if "optimize" in stages:
-            inv_tab = read_shard(stage, "inventory", shard)
-            if inv_tab is None:
-                raise DataError(f"inventory: rule 'every SKU-location of the history has an "
-                                f"inventory row' broken by {panel.n_series} SKU-locations")
-            inv = validate_inventory(inv_tab, panel, ColumnMap(**spec["columns"]),
-                                     InventoryDefaults().with_overrides(spec["inventory_defaults"]),
-                                     report=panel.report)
-            dc_days = dc_service_days(stage, shard, panel, panel.report) \
-                if spec.get("has_echelon") else None
-            ot = optimize(panel, levels, q, inv, spec, dc_days=dc_days, report=panel.report,
-                          accuracy=_accuracy(stage, shard, panel, spec))
-            ot = _with_budget_group(ot, inv_tab, panel, spec)
-            files.update(write_output(ot, out, "orders", shard))
-            files.update(planner_outputs(ot, out, shard, spec, stage, panel, q.shape[1]))
+        computed = compute_shard(prep, spec, model_dir, stages)
+        files = write_shard(computed, out, shard, spec, stage, prep["panel"])
     except Exception as e:
         raise ShardError(f"shard {shard}: {type(e).__name__}: {e}") from e
-    return {"shard": shard, "series": panel.n_series, "files": files,
-            "report": panel.report, "seconds": time.perf_counter() - t0}
+    return {"shard": shard, "series": computed["series"], "files": files,
+            "report": computed["report"], "backend": computed["backend"],
+            "seconds": time.perf_counter() - t0}
+
+
+def _worker_name() -> str | None:
+    try:
+        from distributed import get_worker
+        return str(get_worker().name)
+    except (ImportError, ValueError):
+        return None
+
+
+def prepare_shard_task(stage: str, shard: int, spec: dict[str, Any], model_dir: str,
+                       stages: tuple[str, ...]) -> dict[str, Any]:
+    """Step 1 of 3 on a GPU cluster (any worker): read and validate the shard."""
+    t0 = time.perf_counter()
+    try:
+        prep = prepare_shard(stage, shard, _with_freq(spec, model_dir), stages)
+    except Exception as e:
+        raise ShardError(f"shard {shard}: {type(e).__name__}: {e}") from e
+    return {**prep, "shard": shard, "seconds": {"prepare": time.perf_counter() - t0},
+            "workers": {"prepare": _worker_name()}}
+
+
+def compute_shard_task(prep: dict[str, Any], spec: dict[str, Any], model_dir: str,
+                       stages: tuple[str, ...]) -> dict[str, Any]:
+    """Step 2 of 3 (a GPU worker): forecast and optimize; the output tables come back."""
+    shard = prep["shard"]
+    t0 = time.perf_counter()
+    if prep["panel"] is None:
+        return {**prep, "tables": {}, "series": 0, "report": None, "backend": None}
+    try:
+        computed = compute_shard(prep, _with_freq(spec, model_dir), model_dir, stages)
+        tail = _tail_panel(prep["panel"], 2 * computed["horizon"])   # the planner's outputs
+    except Exception as e:
+        raise ShardError(f"shard {shard}: {type(e).__name__}: {e}") from e
+    return {**computed, "shard": shard, "panel": tail,
+            "seconds": {**prep["seconds"], "compute": time.perf_counter() - t0},
+            "workers": {**prep["workers"], "compute": _worker_name()}}
+
+
+def write_shard_task(computed: dict[str, Any], out: str, spec: dict[str, Any],
+                     stage: str) -> dict[str, Any]:
+    """Step 3 of 3 (any worker): write the tables; return the shard's stats for the manifest."""
+    shard = computed["shard"]
+    t0 = time.perf_counter()
+    try:
+        files = write_shard(computed, out, shard, spec, stage, computed["panel"])
+    except Exception as e:
+        raise ShardError(f"shard {shard}: {type(e).__name__}: {e}") from e
+    steps = {**computed["seconds"], "write": time.perf_counter() - t0}
+    res = {"shard": shard, "series": computed["series"], "files": files,
+           "seconds": sum(steps.values()), "steps_s": steps,
+           "workers": {**computed["workers"], "write": _worker_name()}}
+    if computed["series"]:
+        res.update(report=computed["report"], backend=computed["backend"])
+    return res
 
 
 def network_store_task(stage: str, shard: int, spec: dict[str, Any]) -> dict[str, Any] | None:

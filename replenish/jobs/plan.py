@@ -35,8 +35,9 @@ from ..engine.validate import (KEY_CONSTANT, check_inventory_rows, check_rows, c
                                examples_text, gap_rules, infer_freq, key_text,
                                missing_hint)
 from . import _messages, _profile, _progress, _sharding
-from ._tasks import optimize_shard_task, plan_shard_task, train_task
-from .cluster import connect
+from ._tasks import (compute_shard_task, optimize_shard_task, plan_shard_task, prepare_shard_task,
+                     train_task, write_shard_task)
+from .cluster import connect, gpu_resources
 from .config import PlanConfig
 
 __all__ = ["run_plan", "JobError", "read_manifest", "read_output", "run_forecasts", "run_freq"]
@@ -518,6 +519,7 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
     timings: dict[str, float] = dict(manifest.get("timings", {}))
     with _job_client(client, cfg) as cl:
         n_workers = max(1, len(cl.scheduler_info().get("workers", {})))
+        gpu = gpu_resources(cl)   # GPU workers: model tasks go there, the rest anywhere
         if not manifest:
             n_shards = _n_shards(cfg, n_workers)
             manifest = {"job": "plan", "stages": list(stages), "fingerprint": fp,
@@ -584,7 +586,7 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
                 with _progress.TrainingProgress(cl):
                     info = cl.submit(train_task, str(stage), list(range(n_shards)), spec,
                                      model_dir, cfg.train_series, cfg.init_from,
-                                     pure=False).result()
+                                     pure=False, resources=gpu).result()
                 manifest["model"] = {k: v for k, v in info.items() if k != "history"}
                 timings["train_s"] = time.perf_counter() - t0
                 _write_manifest(out, manifest)
@@ -603,8 +605,12 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
                 _say(f"{'+'.join(work)}: {len(todo)} shards to do, "
                      f"{n_shards - len(todo)} already done")
                 _remove_unrecorded(out, manifest, todo)
-                _run_shards(cl, out, manifest, todo, plan_shard_task, (str(stage),),
-                            (spec, model_dir, str(out), work))
+                if gpu:
+                    _run_shard_pipeline(cl, out, manifest, todo, str(stage), spec, model_dir, work,
+                                        gpu)
+                else:
+                    _run_shards(cl, out, manifest, todo, plan_shard_task, (str(stage),),
+                                (spec, model_dir, str(out), work))
                 timings["shards_s"] = timings.get("shards_s", 0.0) + time.perf_counter() - t0
             if optimizing and _budget_settings(cfg).active:
                 from .budget import apply_budget
@@ -734,6 +740,70 @@ def _run_shards(cl, out: Path, manifest: dict, todo: list[int], task, before: tu
         raise JobError(f"{len(failed)} of {len(todo)} shards failed:\n  " + "\n  ".join(sorted(failed)))
 
 
+def _run_shard_pipeline(cl, out: Path, manifest: dict, todo: list[int], stage: str,
+                        spec: dict[str, Any], model_dir: str, work: tuple[str, ...],
+                        gpu: dict[str, int]) -> None:
+    """The shards on a GPU cluster: prepare (any worker) -> compute (a GPU worker) -> write
+    (any worker), three tasks per shard, recorded in the manifest as :func:`_run_shards` does.
+
+    At most ``2 x workers`` shards are in flight, so prepared panels do not pile up in
+    memory while the GPU workers are busy.
+    """
+    from distributed import as_completed
+
+    n_workers = max(1, len(cl.scheduler_info().get("workers", {})))
+    window = 2 * n_workers
+    pending = list(todo)
+    shard_of: dict[Any, int] = {}
+
+    def submit(s: int):
+        tag = f"{s:05d}-{os.urandom(4).hex()}"
+        prep = cl.submit(prepare_shard_task, stage, s, spec, model_dir, work, pure=False,
+                         retries=2, key=f"prepare-{tag}")
+        comp = cl.submit(compute_shard_task, prep, spec, model_dir, work, pure=False, retries=2,
+                         resources=gpu, key=f"compute-{tag}")
+        fut = cl.submit(write_shard_task, comp, str(out), spec, stage, pure=False, retries=2,
+                        key=f"write-{tag}")
+        shard_of[fut] = s
+        return fut
+
+    running = as_completed([submit(pending.pop(0)) for _ in range(min(window, len(pending)))])
+    failed: list[str] = []
+    done = series = 0
+    t0 = time.perf_counter()
+    label = "forecast+optimize" if "optimize" in work else "forecast"
+    bar = _progress.bar(len(todo), label, "shard")
+    try:
+        for fut in running:
+            s = shard_of.pop(fut)
+            if pending:
+                running.add(submit(pending.pop(0)))
+            if bar is not None:
+                bar.update(1)
+            if fut.status == "error":
+                msg = str(fut.exception())
+                failed.append(msg if msg.startswith(f"shard {s}") else f"shard {s}: {msg}")
+                continue
+            res = fut.result()
+            manifest["shards"][str(s)] = {k: v for k, v in res.items() if k != "shard"}
+            _write_manifest(out, manifest)
+            done += 1
+            series += res["series"]
+            if bar is not None:
+                rate = series / max(time.perf_counter() - t0, 1e-9)
+                bar.set_postfix_str(f"{series:,} series ({rate:,.0f}/s)", refresh=False)
+            log.info("shard %d done (%d series, %.1f s) [%d/%d]", s, res["series"], res["seconds"],
+                     done, len(todo))
+    finally:
+        if bar is not None:
+            bar.close()
+    if bar is None and todo:
+        _progress.say(f"{label}: {len(todo)} shards done in {time.perf_counter() - t0:.1f} s, "
+                      f"{series:,} series")
+    if failed:
+        raise JobError(f"{len(failed)} of {len(todo)} shards failed:\n  " + "\n  ".join(sorted(failed)))
+
+
 def _summarize(out: Path, manifest: dict, seconds: float) -> dict[str, Any]:
     series = sum(r.get("series", 0) for r in manifest["shards"].values())
     freqs = sorted({r["report"]["freq"] for r in manifest["shards"].values()
@@ -769,4 +839,11 @@ def _summarize(out: Path, manifest: dict, seconds: float) -> dict[str, Any]:
     s["exceptions"] = summarize_exceptions(out)
     if manifest.get("budget"):
         s["budget"] = manifest["budget"]
+    # which array backend each stage ran on, over the shards ({"forecast": ["torch:cuda"],
+    # "optimize": ["cupy"]} on a GPU; torch:cpu / numpy on the CPU)
+    used: dict[str, set] = {}
+    for r in manifest["shards"].values():
+        for stage_name, name in (r.get("backend") or {}).items():
+            used.setdefault(stage_name, set()).add(name)
+    s["backend"] = {k: sorted(v) for k, v in sorted(used.items())}
     return s

@@ -100,6 +100,12 @@ def test_plan_outputs_schema_and_sanity(client, data, trained, tmp_path):
     assert summary["series"] == N_SERIES and (out / "_SUCCESS").exists()
     m = read_manifest(out)
     assert m["status"] == "complete" and len(m["shards"]) == 4
+    # the backend of each stage is recorded: on the CPU the forecasts go from the model's
+    # tensor to the NumPy kernels (a DLPack view); a GPU run records torch:cuda and cupy
+    for rec in m["shards"].values():
+        assert rec["backend"] == {"forecast": "torch:cpu", "optimize": "numpy"}
+    assert summary["backend"] == m["summary"]["backend"] == {"forecast": ["torch:cpu"],
+                                                            "optimize": ["numpy"]}
     # one file per location and bucket of the shard plan (not per location and shard)
     plan = ShardPlan.from_json(m["shard_plan"])
     for name in ("forecasts", "orders"):
@@ -664,3 +670,36 @@ def test_training_alone_keeps_known_covariates_and_forecasting_needs_their_futur
                    client=client)
     assert res["series"] == N_SERIES and _orders(tmp_path / "f3").num_rows == N_SERIES
     assert read_manifest(tmp_path / "f3")["summary"]["freq"] == "D"
+
+
+def test_gpu_cluster_pipeline_with_a_faked_gpu(client, data, trained, tmp_path):
+    """The embedded GPU cluster, built as on a one-GPU machine (the GPU count faked; the model
+    pinned to the CPU): 2 workers asked for = 1 GPU worker + 1 CPU worker, said in a log line;
+    every forecast+optimize task runs on the GPU worker, preparation and writing also on the
+    CPU worker; the memory limit holds per worker; the orders equal a CPU cluster's."""
+    from replenish.jobs.cluster import connect
+
+    ref = tmp_path / "cpu"
+    run_plan(_cfg(data, ref, trained, shards=6), stages=("forecast", "optimize"), client=client)
+    out = tmp_path / "gpu"
+    with connect(n_workers=2, memory_limit="1.5GB", gpus=["0"]) as cl:
+        workers = cl.scheduler_info()["workers"].values()
+        assert sorted(w["name"] for w in workers) == ["cpu-0", "gpu-0"]
+        assert {w["name"]: w.get("resources", {}) for w in workers} == {"gpu-0": {"GPU": 1},
+                                                                         "cpu-0": {}}
+        assert {w["memory_limit"] for w in workers} == {1_500_000_000}
+        env = cl.run(lambda: __import__("os").environ.get("CUDA_VISIBLE_DEVICES"))
+        names = {a: w["name"] for a, w in cl.scheduler_info()["workers"].items()}
+        assert {names[a]: v for a, v in env.items()} == {"gpu-0": "0", "cpu-0": ""}
+        summary = run_plan(_cfg(data, out, trained, shards=6), stages=("forecast", "optimize"),
+                           client=cl)
+    m = read_manifest(out)
+    assert summary["series"] == N_SERIES and m["status"] == "complete" and len(m["shards"]) == 6
+    steps = [r["workers"] for r in m["shards"].values() if r["series"]]
+    assert steps and all(w["compute"] == "gpu-0" for w in steps)
+    assert any("cpu-0" in (w["prepare"], w["write"]) for w in steps)
+    assert summary["backend"] == {"forecast": ["torch:cpu"], "optimize": ["numpy"]}
+    a, b = _orders(out), _orders(ref)
+    for c in ("reorder_point", "order_up_to", "order_quantity", "safety_stock"):
+        np.testing.assert_allclose(a.column(c).to_numpy(), b.column(c).to_numpy(), rtol=1e-5,
+                                   atol=1e-4, err_msg=c)
