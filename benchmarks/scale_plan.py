@@ -1,9 +1,14 @@
-"""Scale: synthesize N SKU-locations x D days, then plan end to end on a local Dask cluster.
+"""Scale: synthesize N SKU-locations x D days, then plan end to end on the job's own cluster.
 
 Reports wall time per stage (synth, stage, train, forecast+optimize) and peak memory per
-worker, at the full size and at a tenth of it (to show how cost grows), and, as the peer
-ratio, end-to-end series/s against pytorch-forecasting's standard predict pipeline measured
-in the same run on a sample of the same data (TimeSeriesDataSet -> predict).
+worker, at the full size and at a tenth of it (to show how cost grows; ``--single``: the full
+size only), and, as the peer ratio, end-to-end series/s against pytorch-forecasting's standard
+predict pipeline measured in the same run on a sample of the same data (TimeSeriesDataSet ->
+predict, on the GPU when there is one).
+
+The cluster is the one ``replenish plan`` embeds (``replenish.jobs.cluster.connect``): on a GPU
+machine one GPU worker per GPU plus CPU workers, the forecasts on the GPU and the kernels in
+CuPy (the JSON's ``backend`` says which ran); otherwise single-threaded CPU workers.
 
     python benchmarks/scale_plan.py --quick            # 20,000 and 2,000 series x 365 days
     python benchmarks/scale_plan.py                    # 1,000,000 and 100,000 series x 730 days
@@ -48,11 +53,10 @@ def _worker_peak_rss_mb(client) -> dict[str, float]:
     return {w: round(v, 1) for w, v in client.run(peak).items()}
 
 
-def run_size(n_series: int, n_days: int, work: Path, n_workers: int, train_series: int,
+def run_size(n_series: int, n_days: int, work: Path, n_workers: int | None, train_series: int,
              n_samples: int) -> dict:
-    from distributed import Client, LocalCluster
-
     from replenish.engine.synth import write_synth
+    from replenish.jobs.cluster import connect
     from replenish.jobs.config import PlanConfig
     from replenish.jobs.plan import run_plan
 
@@ -66,8 +70,10 @@ def run_size(n_series: int, n_days: int, work: Path, n_workers: int, train_serie
     from replenish.engine.contract import ColumnMap
     cfg.columns = ColumnMap(known=("price", "promo", "holiday", "temperature"), static=("category",))
     # No future table here: known covariates act as observed ones (see README).
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with connect(n_workers=n_workers) as client:
+        workers = client.scheduler_info()["workers"].values()
+        cluster = {"workers": len(workers),
+                   "gpu_workers": sum(1 for w in workers if w.get("resources", {}).get("GPU"))}
         t0 = time.perf_counter()
         summary = run_plan(cfg, client=client, overwrite=True)
         total = time.perf_counter() - t0
@@ -82,7 +88,8 @@ def run_size(n_series: int, n_days: int, work: Path, n_workers: int, train_serie
             "forecast_optimize_s": round(t.get("shards_s", 0), 1), "plan_s": round(total, 1),
             "series_per_s": round(n_series / total, 1),
             "peak_worker_rss_mb": max(rss.values()), "workers": len(rss),
-            "shards": summary.get("shards", None), "locations": locations, "output_files": files}
+            "shards": summary.get("shards", None), "locations": locations, "output_files": files,
+            "cluster": cluster, "backend": summary.get("backend")}
 
 
 def pf_predict_series_per_s(n_series: int, n_days: int) -> float:
@@ -110,7 +117,8 @@ def pf_predict_series_per_s(n_series: int, n_days: int) -> float:
         loss=QuantileLoss(quantiles=[0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99]))
     dl = tsd.to_dataloader(train=False, batch_size=256, num_workers=0)
     with torch.no_grad():
-        model.predict(dl, trainer_kwargs={"accelerator": "cpu", "logger": False,
+        model.predict(dl, trainer_kwargs={"accelerator": "gpu" if torch.cuda.is_available() else "cpu",
+                                          "devices": 1, "logger": False,
                                           "enable_progress_bar": False})
     return n_series / (time.perf_counter() - t0)
 
@@ -120,14 +128,17 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--series", type=int)
     ap.add_argument("--days", type=int)
-    ap.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8))
+    ap.add_argument("--workers", type=int, default=None,
+                    help="worker processes (default: the job's own choice, see README)")
+    ap.add_argument("--single", action="store_true", help="the full size only (no tenth)")
+    ap.add_argument("--skip-peer", action="store_true", help="no pytorch-forecasting peer run")
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     a = ap.parse_args()
     n = a.series or (20_000 if a.quick else 1_000_000)
     days = a.days or (365 if a.quick else 730)
     work = Path(a.work or tempfile.mkdtemp(prefix="replenish-scale-"))
     results = []
-    for size in (n // 10, n):
+    for size in ((n,) if a.single else (n // 10, n)):
         r = run_size(size, days, work, a.workers, train_series=min(20_000, size),
                      n_samples=200 if a.quick else 500)
         results.append(r)
@@ -135,18 +146,21 @@ def main() -> None:
               f"train {r['train_s']} s, forecast+optimize {r['forecast_optimize_s']} s, "
               f"plan total {r['plan_s']} s, peak worker RSS {r['peak_worker_rss_mb']:.0f} MB, "
               f"{r['locations']} locations -> output files {r['output_files']}", flush=True)
-    pf_n = 1000 if a.quick else 2000
-    pf = pf_predict_series_per_s(pf_n, days)
     ours = results[-1]["series_per_s"]
-    shutil.rmtree(work, ignore_errors=True)
     out = {"benchmark": "scale_plan", "machine": machine(), "date": time.strftime("%Y-%m-%d"),
-           "sizes": results, "growth_time_ratio": round(results[1]["plan_s"] / results[0]["plan_s"], 2),
-           "pf_predict_series_per_s_sample": round(pf, 1), "pf_sample_series": pf_n,
-           "ours_end_to_end_series_per_s": ours,
-           "ratio_vs_pf_predict_only": round(ours / pf, 2)}
+           "sizes": results, "ours_end_to_end_series_per_s": ours}
+    if len(results) > 1:
+        out["growth_time_ratio"] = round(results[1]["plan_s"] / results[0]["plan_s"], 2)
     print(f"machine: {out['machine']}")
-    print(f"end to end (train+forecast+optimize) {ours:.0f} series/s vs pytorch-forecasting predict "
-          f"alone {pf:.0f} series/s (measured on {pf_n} series, same run): ratio {out['ratio_vs_pf_predict_only']}")
+    if not a.skip_peer:
+        pf_n = 1000 if a.quick else 2000
+        pf = pf_predict_series_per_s(pf_n, days)
+        out.update(pf_predict_series_per_s_sample=round(pf, 1), pf_sample_series=pf_n,
+                   ratio_vs_pf_predict_only=round(ours / pf, 2))
+        print(f"end to end (train+forecast+optimize) {ours:.0f} series/s vs pytorch-forecasting "
+              f"predict alone {pf:.0f} series/s (measured on {pf_n} series, same run): ratio "
+              f"{out['ratio_vs_pf_predict_only']}")
+    shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(out))
 
 

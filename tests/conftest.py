@@ -1,9 +1,39 @@
-"""Shared fixtures: small real-shaped tables built in memory."""
+"""Shared fixtures: small real-shaped tables built in memory; the ``gpu`` marker.
+
+Every test pins its device: the CPU, or (marked ``gpu``) CUDA, where those tests run when a
+CUDA device with CuPy is present and are skipped, with the reason, otherwise.
+"""
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import pyarrow as pa
 import pytest
+
+
+@functools.lru_cache(maxsize=1)
+def cuda_missing() -> str | None:
+    """Why the ``gpu`` tests cannot run here (None: they can)."""
+    try:
+        import cupy
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return "CuPy sees no CUDA device"
+    except Exception as exc:  # noqa: BLE001  -- no cupy, no driver: no GPU tests
+        return f"no CuPy GPU ({type(exc).__name__}: {exc})"
+    import torch
+    if not torch.cuda.is_available():
+        return "torch sees no CUDA device"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    why = None
+    for item in items:
+        if item.get_closest_marker("gpu") is not None:
+            why = why or cuda_missing() or ""
+            if why:
+                item.add_marker(pytest.mark.skip(reason=f"gpu test: {why}"))
 
 
 def make_history(n_series: int = 4, n_days: int = 30, seed: int = 0, freq_days: int = 1,

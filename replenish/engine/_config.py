@@ -53,7 +53,9 @@ class ForecastConfig:
         Seed of window sampling, initialisation and dropout.
     device : {"auto", "cpu", "cuda"}
     compile : {"auto", True, False}
-        ``torch.compile`` the fixed-length forward ("auto": on CUDA only).
+        ``torch.compile`` the fixed-length forward (the parts before and after the LSTMs).
+        "auto": on CUDA only, and there for training only from 400,000 samples
+        (``max_steps * batch_size``), where the speed-up repays the cold compilation.
     precision : {"auto", "32", "bf16"}
         "auto": bf16 autocast on CUDA, float32 on CPU.
     predict_batch_size : int

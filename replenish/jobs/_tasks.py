@@ -70,12 +70,21 @@ def _feed_rules(spec: dict[str, Any]) -> dict[str, Any]:
             "gap_fill": spec.get("gap_fill") or None, "flags": spec.get("flags")}
 
 
-def _get_model(model_dir: str, device: str = "auto"):
+#: Forecast settings that only change how a saved model runs (not what it is): the job's
+#: values apply to a loaded model too.
+_RUNTIME_FIELDS = ("precision", "compile", "predict_batch_size")
+
+
+def _get_model(model_dir: str, device: str = "auto", runtime: dict[str, Any] | None = None):
     from ..engine.forecast import TFTForecaster
-    key = (str(model_dir), os.path.getmtime(model_dir))
+    runtime = {k: v for k, v in (runtime or {}).items() if k in _RUNTIME_FIELDS}
+    key = (str(model_dir), os.path.getmtime(model_dir), device, tuple(sorted(runtime.items())))
     if key not in _MODEL_CACHE:
         _MODEL_CACHE.clear()
-        _MODEL_CACHE[key] = TFTForecaster.load(model_dir, device=device)
+        model = TFTForecaster.load(model_dir, device=device)
+        for k, v in runtime.items():
+            setattr(model.config, k, v)
+        _MODEL_CACHE[key] = model
     return _MODEL_CACHE[key]
 
 
@@ -517,7 +526,7 @@ def compute_shard(prep: dict[str, Any], spec: dict[str, Any], model_dir: str,
     from ..kernels._backend import backend_name, from_dlpack, to_numpy
 
     panel = prep["panel"]
-    model = _get_model(model_dir, spec["forecast"].get("device", "auto"))
+    model = _get_model(model_dir, spec["forecast"].get("device", "auto"), spec["forecast"])
     q_t = model.predict(panel, as_tensor=True)          # on the model's device
     q = from_dlpack(q_t)                                 # CuPy on a GPU, NumPy on the host
     levels = np.asarray(model.levels)
