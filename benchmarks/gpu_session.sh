@@ -40,7 +40,7 @@ FACTOR=${LIMIT_FACTOR:-1}   # step limits x FACTOR (SMALL=1: 3, for a slow share
 if [ "${SMALL:-0}" = 1 ]; then
     FACTOR=${LIMIT_FACTOR:-3}
     CHECK_ARGS="--small"; FT_ARGS="--quick --series 200 --days 200 --steps 5 --predict-scale 2000"
-    SCALE=2000; SCALE_DAYS=200; SCALE_ARGS="--workers 2 --skip-peer"
+    SCALE=2000; SCALE_DAYS=200; SCALE_ARGS="--workers 2 --skip-peer --train-steps 5"
 else
     CHECK_ARGS=""; FT_ARGS="--series 5000 --days 365 --steps 60 --batch-ours 1024 --predict-scale 1000000"
     SCALE_DAYS=730; SCALE_ARGS=""

@@ -54,7 +54,7 @@ def _worker_peak_rss_mb(client) -> dict[str, float]:
 
 
 def run_size(n_series: int, n_days: int, work: Path, n_workers: int | None, train_series: int,
-             n_samples: int) -> dict:
+             n_samples: int, train_steps: int | None = None) -> dict:
     from replenish.engine.synth import write_synth
     from replenish.jobs.cluster import connect
     from replenish.jobs.config import PlanConfig
@@ -65,7 +65,8 @@ def run_size(n_series: int, n_days: int, work: Path, n_workers: int | None, trai
     info = write_synth(data, n_series, n_days, seed=0)
     synth_s = time.perf_counter() - t0
     cfg = PlanConfig(history=str(data / "history"), inventory=str(data / "inventory.parquet"),
-                     out=str(work / f"plan_{n_series}"), forecast=dict(SMALL_MODEL),
+                     out=str(work / f"plan_{n_series}"),
+                     forecast=dict(SMALL_MODEL, **({"max_steps": train_steps} if train_steps else {})),
                      train_series=train_series, n_samples=n_samples)
     from replenish.engine.contract import ColumnMap
     cfg.columns = ColumnMap(known=("price", "promo", "holiday", "temperature"), static=("category",))
@@ -132,6 +133,8 @@ def main() -> None:
                     help="worker processes (default: the job's own choice, see README)")
     ap.add_argument("--single", action="store_true", help="the full size only (no tenth)")
     ap.add_argument("--skip-peer", action="store_true", help="no pytorch-forecasting peer run")
+    ap.add_argument("--train-steps", type=int, default=None,
+                    help=f"training steps (default {SMALL_MODEL['max_steps']})")
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     a = ap.parse_args()
     n = a.series or (20_000 if a.quick else 1_000_000)
@@ -140,7 +143,7 @@ def main() -> None:
     results = []
     for size in ((n,) if a.single else (n // 10, n)):
         r = run_size(size, days, work, a.workers, train_series=min(20_000, size),
-                     n_samples=200 if a.quick else 500)
+                     n_samples=200 if a.quick else 500, train_steps=a.train_steps)
         results.append(r)
         print(f"{size:>9,d} series: synth {r['synth_s']} s, stage {r['stage_s']} s, "
               f"train {r['train_s']} s, forecast+optimize {r['forecast_optimize_s']} s, "
