@@ -6,7 +6,8 @@
    every CuPy kernel against NumPy in float32 and float64 (the fused policy and order
    kernels; ``plan_orders`` on the normal and sampling paths, CSL, fill-rate and cost
    targets, fixed, lognormal and discrete lead times; the budget allocation; the two-echelon
-   placement; period moments and lead-time demand samples), then the forecaster: CUDA
+   placement; period moments and lead-time demand samples; the inventory simulator and the
+   classical policy), then the forecaster: CUDA
    forecasts against CPU forecasts of the same weights (float32, and the default bf16 +
    compiled path within the tolerance the CPU test states), the LSTM and output layer in
    float32 under autocast, and the device-resident shard pipeline (forecast tensor -> DLPack
@@ -269,6 +270,65 @@ def check_kernels(dev: Device, rng, rep: Report, small: bool):
                 tight * 10)
         rep.add(f"sample_lead_time_demand {tag} (same draws)", rel_err(dev.get(sd_), sh),
                 1e-4 if dtype == np.float32 else 1e-9)
+        check_simulator(dev, rng, rep, small, dtype)
+        check_classical(dev, rng, rep, small, dtype)
+
+
+def check_simulator(dev: Device, rng, rep: Report, small: bool, dtype):
+    """simulate_inventory on the device against its NumPy period loop (the code CuPy runs) and
+    the compiled host loop: the state is float64 and the draws a counter hash, so they agree
+    to float64 rounding."""
+    from replenish.kernels import simulate_inventory
+    from replenish.kernels.simulate import SIM_KEYS
+
+    tag = "f32" if dtype == np.float32 else "f64"
+    n, horizon = (300, 60) if small else (20_000, 365)
+    demand = rng.poisson(rng.uniform(0.5, 8, (n, 1)), (n, horizon)).astype(dtype)
+    seg = np.array([0, horizon // 3, 2 * horizon // 3])
+    s = rng.integers(0, 25, (n, 3)).astype(float)
+    kw = dict(reorder_point=s, order_up_to=s + rng.integers(0, 20, (n, 3)), segment_start=seg,
+              review_period=rng.integers(1, 8, (n, 3)), review_offset=rng.integers(0, 3, (n, 3)),
+              moq=rng.choice([0.0, 4.0, 10.0], n), case_pack=rng.choice([0.0, 1.0, 6.0], n),
+              max_order=rng.choice([np.inf, 40.0], n), on_hand=rng.integers(0, 30, n).astype(float),
+              backorders=rng.integers(0, 2, n) * 3.0, unit_cost=rng.uniform(1, 20, n),
+              stockout_cost=rng.uniform(0, 5, n), order_cost=rng.choice([0.0, 3.0], n), seed=7)
+    leads = {"fixed L": dict(lead_time=rng.integers(0, 6, n).astype(float)),
+             "lognormal L": dict(lead_time=rng.uniform(0.5, 6, n), lead_time_std=rng.uniform(0, 2, n)),
+             "pmf L": dict(lead_time_pmf=rng.dirichlet(np.ones(6), n))}
+    for (lname, lkw), lost, life in zip(leads.items(), (False, True, False), (None, None, 5)):
+        args = {**kw, **lkw, "lost_sales": lost, "shelf_life": life}
+        with dev.host_reference():
+            ref = simulate_inventory(demand, **args, engine="xp")
+        got = simulate_inventory(dev.put(demand), **{k: dev.put(v) if isinstance(v, np.ndarray) else v
+                                                      for k, v in args.items()})
+        worst = max(rel_err(dev.get(got[k]), ref[k]) for k in SIM_KEYS)
+        rep.add(f"simulate_inventory {tag} {lname}{' lost sales' if lost else ''}"
+                f"{' shelf life' if life else ''}", worst, 1e-9)
+
+
+def check_classical(dev: Device, rng, rep: Report, small: bool, dtype):
+    from replenish.kernels.classical import classical_policy, forecast_error_std, moving_average_forecast
+
+    tag = "f32" if dtype == np.float32 else "f64"
+    n, t = (500, 120) if small else (50_000, 365)
+    hist = rng.poisson(rng.uniform(0.5, 20, (n, 1)), (n, t)).astype(dtype)
+    hist[rng.random((n, t)) < 0.02] = np.nan      # missing days
+    worst = 0.0
+    with dev.host_reference():
+        fh = moving_average_forecast(hist, 28, window=28, season=7)
+        eh = forecast_error_std(hist, window=28, season=7)
+    fd = moving_average_forecast(dev.put(hist), 28, window=28, season=7)
+    ed = forecast_error_std(dev.put(hist), window=28, season=7)
+    worst = max(rel_err(dev.get(fd), fh), rel_err(dev.get(ed), eh))
+    prot = rng.uniform(1, 20, n)
+    pkw = dict(protection=prot, service_level=rng.uniform(0.8, 0.99, n), review_period=rng.choice([1.0, 7.0], n),
+               order_cost=rng.choice([0.0, 5.0], n), holding_cost=rng.uniform(0.01, 0.1, n))
+    fh_, eh_ = np.nan_to_num(fh), np.nan_to_num(eh)
+    with dev.host_reference():
+        ph = classical_policy(fh_, eh_, **pkw)
+    pd_ = classical_policy(dev.put(fh_), dev.put(eh_), **{k: dev.put(v) for k, v in pkw.items()})
+    worst = max(worst, max(rel_err(dev.get(pd_[k]), v) for k, v in ph.items()))
+    rep.add(f"classical forecast, error std, policy {tag}", worst, 1e-9 if dtype == np.float64 else 1e-5)
 
 
 # ---- forecaster -----------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Every kernel in float32 and float64: the fused policy and order kernels, ``plan_orders`` on
 the normal and sampling paths with the CSL, fill-rate and cost targets and fixed, lognormal
-and discrete lead times, the budget allocation and the two-echelon placement.
+and discrete lead times, the budget allocation, the two-echelon placement and the inventory
+simulator.
 """
 import numpy as np
 import pytest
@@ -121,3 +122,27 @@ def test_echelon_matches_numpy(dtype):
     tol = dict(rtol=2e-5, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-9, atol=1e-9)
     for key, v in host.items():
         np.testing.assert_allclose(cp.asnumpy(dev[key]), v, **tol, err_msg=key)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("lead", ["fixed", "lognormal", "pmf"])
+def test_simulator_matches_numpy(dtype, lead):
+    from replenish.kernels import simulate_inventory
+    from replenish.kernels.simulate import SIM_KEYS
+
+    rng = np.random.default_rng(4)
+    n, horizon = 2000, 90
+    demand = rng.poisson(rng.uniform(0.5, 8, (n, 1)), (n, horizon)).astype(dtype)
+    s = rng.integers(0, 25, n).astype(float)
+    kw = dict(reorder_point=s, order_up_to=s + rng.integers(0, 20, n), review_period=rng.integers(1, 8, n),
+              moq=rng.choice([0.0, 4.0], n), case_pack=rng.choice([0.0, 6.0], n),
+              on_hand=rng.integers(0, 30, n).astype(float), stockout_cost=1.0, order_cost=2.0, seed=3,
+              lost_sales=lead == "lognormal", shelf_life=6 if lead == "pmf" else None)
+    kw.update({"fixed": dict(lead_time=rng.integers(0, 6, n).astype(float)),
+               "lognormal": dict(lead_time=rng.uniform(0.5, 6, n), lead_time_std=rng.uniform(0, 2, n)),
+               "pmf": dict(lead_time_pmf=rng.dirichlet(np.ones(6), n))}[lead])
+    host = simulate_inventory(demand, **kw, engine="xp")
+    dev = simulate_inventory(cp.asarray(demand), **{k: cp.asarray(v) if isinstance(v, np.ndarray) else v
+                                                    for k, v in kw.items()})
+    for key in SIM_KEYS:
+        np.testing.assert_allclose(cp.asnumpy(dev[key]), host[key], rtol=1e-12, atol=1e-9, err_msg=key)
