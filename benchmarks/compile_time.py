@@ -32,6 +32,9 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if _cuda() else "cpu")
     ap.add_argument("--batch", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--whole", action="store_true",
+                    help="instead: compile the whole forward in one torch.compile (the earlier "
+                         "approach: Dynamo splits it at the LSTMs), eval mode, and count its graphs")
     a = ap.parse_args()
     # a cold compile: a fresh cache folder (set before torch reads it); code generation in this
     # process, so that its CPU seconds (robust on a shared machine, unlike wall time) are ours
@@ -84,6 +87,25 @@ def main() -> None:
 
     xs = [batch_x() for _ in range(reps)]
     amp = torch.bfloat16 if dev.type == "cuda" else None
+    if a.whole:
+        model.eval()
+        from torch._dynamo.utils import counters
+        whole = torch.compile(_tft.forward_fixed, dynamic=False)
+        with torch.no_grad():
+            t, c = time.perf_counter(), time.process_time()
+            whole(model, xs[0], None)
+            sync()
+            wall, cpu = time.perf_counter() - t, time.process_time() - c
+        out = {"benchmark": "compile_time", "mode": "whole forward, eval", "device": str(dev),
+               "cold_compile_s": round(wall, 1), "cold_compile_cpu_s": round(cpu, 1),
+               "graph_breaks": sum(counters["graph_break"].values()),
+               "frames_compiled": counters["stats"]["unique_graphs"],
+               "load_average_1min": round(os.getloadavg()[0], 1), "torch": torch.__version__,
+               "date": time.strftime("%Y-%m-%d")}
+        print(f"whole forward: cold compile {wall:.1f} s ({cpu:.1f} CPU s), "
+              f"{out['frames_compiled']} graphs, {out['graph_breaks']} graph breaks")
+        print(json.dumps(out))
+        return
     eager = _tft.Runner(model, None, dev, amp)
     model.eval()
     with torch.no_grad():

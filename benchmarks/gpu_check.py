@@ -519,6 +519,7 @@ def main(argv=None) -> int:
     ap.add_argument("--items", type=int, default=None, help="items for the kernel timing (default 100M)")
     ap.add_argument("--allow-cpu", action="store_true", help="run without CuPy/GPU (host vs host)")
     ap.add_argument("--skip-timings", action="store_true")
+    ap.add_argument("--skip-forecaster", action="store_true", help="kernels only")
     a = ap.parse_args(argv)
     seed = a.seed if a.seed is not None else secrets.randbits(31)
     print(f"seed: {seed} (rerun the same inputs with --seed {seed})", flush=True)
@@ -538,11 +539,12 @@ def main(argv=None) -> int:
         print("kernels:", flush=True)
         check_kernels(dev, rng, rep, a.small)
         out["kernels_s"] = round(time.perf_counter() - t, 1)
-        t = time.perf_counter()
-        print("forecaster:", flush=True)
-        with tempfile.TemporaryDirectory(prefix="replenish-gpu-check-") as work:
-            check_forecaster(dev, rng, rep, a.small, Path(work))
-        out["forecaster_s"] = round(time.perf_counter() - t, 1)
+        if not a.skip_forecaster:
+            t = time.perf_counter()
+            print("forecaster:", flush=True)
+            with tempfile.TemporaryDirectory(prefix="replenish-gpu-check-") as work:
+                check_forecaster(dev, rng, rep, a.small, Path(work))
+            out["forecaster_s"] = round(time.perf_counter() - t, 1)
         out["checks"], out["failures"] = rep.rows, rep.failures
         if not a.skip_timings:
             print("timings:", flush=True)
