@@ -408,7 +408,7 @@ def check_forecaster(dev: Device, rng, rep: Report, small: bool, work: Path):
     # the device-resident shard pipeline: forecast tensor -> DLPack -> kernels, on both devices
     inv = validate_inventory(inv_tab, panel, cols, InventoryDefaults())
     spec = {"target": "csl", "method": "sample", "n_samples": 100 if small else 400, "seed": 1, "forecast": {}}
-    prep = {"panel": panel, "inv": inv, "dc_days": None}
+    prep = {"panel": panel, "inv": inv, "inv_tab": inv_tab, "dc_days": None, "accuracy": None}
     results = {}
     for device in ("cpu", target):
         spec["forecast"] = {"device": device}

@@ -111,7 +111,7 @@ def explain_columns(levels: np.ndarray, q: np.ndarray, inv: dict[str, np.ndarray
     Parameters
     ----------
     levels, q : ndarray, shapes (Q,) and (n, H, Q)
-        Quantile levels and forecasts (units per period).
+        Quantile levels and forecasts (units per period); ``q`` NumPy or CuPy.
     inv : dict of ndarray (n,)
         Validated inventory columns (days, units, currency).
     res : dict of ndarray (n,)
@@ -130,9 +130,12 @@ def explain_columns(levels: np.ndarray, q: np.ndarray, inv: dict[str, np.ndarray
     from ..kernels import (BINDING_RULES, binding_rule, daily_moments, periods_of_supply,
                            periods_since_demand, periods_until_stockout, stock_components)
 
+    from ..kernels._backend import to_numpy
+
     n = q.shape[0]
-    f64 = {k: np.asarray(v, np.float64) for k, v in res.items()}
-    mean_d, var_d = (np.asarray(a, np.float64) for a in daily_moments(levels, q))
+    f64 = {k: np.asarray(to_numpy(v), np.float64) for k, v in res.items()}
+    # on a GPU the moments are computed there and only they come to the host
+    mean_d, var_d = (np.asarray(to_numpy(a), np.float64) for a in daily_moments(levels, q))
     position = inv["on_hand"] + inv["on_order"] - inv["backorders"]
     parts = stock_components(
         mean_d, var_d, lead_time=(inv["lead_time_days"] + dc_days) / step,

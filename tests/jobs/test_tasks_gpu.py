@@ -24,7 +24,7 @@ def test_compute_shard_on_cuda_uses_cupy_and_matches_the_cpu(tmp_path):
                          device="cpu")
     TFTForecaster(cfg).fit(panel).save(tmp_path / "model")
     prep = {"panel": panel, "inv": validate_inventory(inv_tab, panel, cols, InventoryDefaults()),
-            "dc_days": None}
+            "inv_tab": inv_tab, "dc_days": None, "accuracy": None}
     res = {}
     for device in ("cpu", "cuda"):
         spec = {"target": "csl", "method": "normal", "n_samples": 200, "seed": 0,
