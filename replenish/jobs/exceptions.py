@@ -129,7 +129,6 @@ def explain_columns(levels: np.ndarray, q: np.ndarray, inv: dict[str, np.ndarray
     """
     from ..kernels import (BINDING_RULES, binding_rule, daily_moments, periods_of_supply,
                            periods_since_demand, periods_until_stockout, stock_components)
-
     from ..kernels._backend import to_numpy
 
     n = q.shape[0]
