@@ -7,7 +7,7 @@
    kernels; ``plan_orders`` on the normal and sampling paths, CSL, fill-rate and cost
    targets, fixed, lognormal and discrete lead times; the budget allocation; the two-echelon
    placement; period moments and lead-time demand samples; the inventory simulator and the
-   classical policy), then the forecaster: CUDA
+   classical policy; the tree placement and the network simulation), then the forecaster: CUDA
    forecasts against CPU forecasts of the same weights (float32, and the default bf16 +
    compiled path within the tolerance the CPU test states), the LSTM and output layer in
    float32 under autocast, and the device-resident shard pipeline (forecast tensor -> DLPack
@@ -272,6 +272,35 @@ def check_kernels(dev: Device, rng, rep: Report, small: bool):
                 1e-4 if dtype == np.float32 else 1e-9)
         check_simulator(dev, rng, rep, small, dtype)
         check_classical(dev, rng, rep, small, dtype)
+    check_network(dev, rng, rep, small)
+
+
+def check_network(dev: Device, rng, rep: Report, small: bool):
+    """Tree placement (RDC -> 5 DCs -> 100 stores) and the coupled network simulation, float64."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from echelon import TREE, tree_networks  # noqa: PLC0415
+
+    from replenish.kernels import simulate_network, tree_placement
+
+    tkw = tree_networks(200 if small else 2_000, seed=int(rng.integers(1 << 30)))
+    with dev.host_reference():
+        th = tree_placement(TREE, **tkw)
+    td = tree_placement(TREE, **{k: dev.put(v) for k, v in tkw.items()})
+    rep.add("tree_placement f64", max(rel_err(dev.get(td[k]), v) for k, v in th.items()), 1e-9)
+    g = 20
+    forest = np.concatenate([np.where(TREE >= 0, TREE + k * len(TREE), -1) for k in range(g)])
+    base = th["base_stock"][:g].reshape(-1).round()
+    leaf = np.ones(len(forest), bool)
+    leaf[forest[forest >= 0]] = False
+    dem = np.where(leaf[:, None], rng.poisson(np.maximum(tkw["demand_mean"][:g].reshape(-1), 0)[:, None],
+                                              (len(forest), 120)), 0).astype(float)
+    skw = dict(reorder_point=base, order_up_to=base, lead_time=tkw["lead_time"][:g].reshape(-1) - 1,
+               on_hand=base)
+    with dev.host_reference():
+        sh = simulate_network(dem, forest, **skw)
+    sd = simulate_network(dev.put(dem), forest, **{k: dev.put(v) for k, v in skw.items()})
+    rep.add("simulate_network f64", max(rel_err(dev.get(sd[k]), v) for k, v in sh.items()
+                                        if isinstance(v, np.ndarray)), 1e-9)
 
 
 def check_simulator(dev: Device, rng, rep: Report, small: bool, dtype):
