@@ -49,7 +49,7 @@ def forecast_origin_task(stage: str, shard: int, spec: dict[str, Any], model_dir
     """Forecast one shard as of ``spec["until"]``; write the forecasts to ``path``."""
     t0 = time.perf_counter()
     try:
-        model = _get_model(model_dir, spec.get("device", "auto"))
+        model = _get_model(model_dir, spec["forecast"].get("device", "auto"), spec["forecast"])
         if not spec.get("freq"):
             spec = {**spec, "freq": model.spec.freq}
         panel = load_shard_panel(stage, shard, spec)

@@ -20,7 +20,8 @@ from replenish.jobs.plan import JobError, read_manifest
 from tests.conftest import make_history
 
 TINY = {"horizon": 10, "encoder_length": 14, "hidden_size": 8, "attention_heads": 1,
-        "max_steps": 12, "batch_size": 64, "val_every": 6, "seed": 0}
+        "max_steps": 12, "batch_size": 64, "val_every": 6, "seed": 0,
+        "device": '"cpu"'}   # pinned: on a GPU machine "auto" would pick CUDA
 
 
 def _inventory(history: pa.Table) -> pa.Table:
