@@ -19,9 +19,11 @@ import torch
 from .panel import FREQ_STEP_DAYS, Panel
 
 __all__ = ["FeatureSpec", "calendar", "category_luts", "fit_dataset", "make_spec", "panel_frame",
-           "TARGET", "KEYS"]
+           "TARGET", "KEYS", "MISSING_INPUT"]
 
 TARGET = "demand"
+#: Encoder input flagging the periods of unknown demand (1) of a model trained with some.
+MISSING_INPUT = "demand_missing"
 KEYS = ("sku", "location")
 CAL_CATS = {"D": ("cal_day_of_week", "cal_month"), "W": ("cal_week_of_year", "cal_month")}
 CAL_REALS = {"D": ("cal_day_of_month", "cal_day_of_year"), "W": ("cal_day_of_year",)}
@@ -63,6 +65,8 @@ class FeatureSpec:
     ``known__<name>``, ``observed__<name>``, ``static__<name>``, calendar ``cal_*``.
     ``categorical`` lists the known/observed covariates that are categories (their classes
     are the labels seen in training; other labels map to code 0, "unknown").
+    ``missing_indicator``: the training panel had periods of unknown demand, so the model
+    reads the encoder input ``demand_missing`` (1 where the demand is unknown).
     """
 
     freq: str
@@ -78,6 +82,7 @@ class FeatureSpec:
     x_reals: list[str] = field(default_factory=list)
     classes: dict[str, list[str]] = field(default_factory=dict)
     scalers: dict[str, list[float]] = field(default_factory=dict)
+    missing_indicator: bool = False
 
     @property
     def step(self) -> int:
@@ -108,7 +113,8 @@ def make_spec(panel: Panel, encoder_length: int, horizon: int,
                        known=list(panel.known_names), observed=list(panel.observed_names),
                        static_cats=cats, static_reals=reals, target_transform=target_transform,
                        categorical=[n for n in (*panel.known_names, *panel.observed_names)
-                                    if n in panel.categories])
+                                    if n in panel.categories],
+                       missing_indicator=bool(panel.missing.any()))
 
 
 def _key_strings(values: np.ndarray) -> np.ndarray:
@@ -135,9 +141,16 @@ def panel_frame(panel: Panel, spec: FeatureSpec, series: np.ndarray | None = Non
     sid = np.repeat(idx, keep)
     pos = rows - panel.indptr[sid]
     day = _series_days(panel)[sid] + pos * spec.step
+    demand = panel.demand[rows].astype(np.float32)
+    unknown = np.isnan(demand)
+    if unknown.any():   # the dataset takes no NaN target: the series' previous known value
+        demand = pd.Series(demand).groupby(sid).transform(
+            lambda v: v.ffill().bfill().fillna(0.0)).to_numpy(np.float32)
     cols: dict[str, Any] = {
         "sku": _key_strings(panel.sku)[sid], "location": _key_strings(panel.location)[sid],
-        "time_idx": day // spec.step, TARGET: panel.demand[rows].astype(np.float32)}
+        "time_idx": day // spec.step, TARGET: demand}
+    if spec.missing_indicator:
+        cols[MISSING_INPUT] = unknown.astype(np.float32)
     for j, n in enumerate(spec.known):
         cols[f"known__{n}"] = _covariate(panel, spec, n, panel.known[rows, j])
     for j, n in enumerate(spec.observed):
@@ -229,6 +242,8 @@ def fit_dataset(panel: Panel, spec: FeatureSpec, sample_series: int = 256,
                     for j, n in enumerate(spec.observed) if n not in spec.categorical})
     columns.update({f"static__{n}": np.asarray(panel.static[n], np.float32)
                     for n in spec.static_reals})
+    if spec.missing_indicator:
+        columns[MISSING_INPUT] = np.isnan(panel.demand[rows]).astype(np.float32)
     scalers = {n: StandardScaler().fit(pd.DataFrame({n: v})) for n, v in columns.items()}
 
     frame = panel_frame(panel, spec, sample, last=spec.encoder_length + spec.horizon)
@@ -242,7 +257,8 @@ def fit_dataset(panel: Panel, spec: FeatureSpec, sample_series: int = 256,
         time_varying_known_categoricals=list(spec.cal_cats) + known_cats,
         time_varying_known_reals=list(spec.cal_reals) + known_reals,
         time_varying_unknown_categoricals=observed_cats,
-        time_varying_unknown_reals=observed_reals + [TARGET],
+        time_varying_unknown_reals=observed_reals + [TARGET]
+        + ([MISSING_INPUT] if spec.missing_indicator else []),
         target_normalizer=EncoderNormalizer(method="standard",
                                             transformation=spec.target_transform),
         categorical_encoders=encoders, scalers=scalers, add_relative_time_idx=True,

@@ -6,7 +6,10 @@ shorter than the batch's encoder width are right-padded with zeros (as pytorch-f
 collate does). Decoder periods past the end of the series take their known covariates from
 ``Panel.future_known`` and have zero (unknown) demand. Encoder periods before the start of
 a series (only for 1-period series, see ``WindowPlan.prediction``) have zero demand and the
-covariates of the first period: the item was not sold before it appeared.
+covariates of the first period: the item was not sold before it appeared. A period of
+unknown demand (NaN in the panel, ``gaps="missing"``) is fed as zero with ``target_known``
+False: it is left out of the window's normalisation and of the loss, and the model sees it
+flagged (the ``demand_missing`` input, when the model was trained with unknown periods).
 
 The batch is exactly what ``TimeSeriesDataSet`` + its collate function would give for the
 same windows (``tests/engine/test_sampler.py``): the same categorical codes, the same
@@ -25,7 +28,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._features import TARGET, FeatureSpec, _key_strings, _series_days, calendar, category_luts
+from ._features import (MISSING_INPUT, TARGET, FeatureSpec, _key_strings, _series_days, calendar,
+                        category_luts)
 from .panel import Panel
 
 __all__ = ["WindowSampler", "WindowPlan", "assemble", "to_device"]
@@ -108,7 +112,8 @@ class WindowSampler:
 
         Returns
         -------
-        dict with ``demand`` (B, T) units per period, ``covs`` (B, T, k + m) raw covariates
+        dict with ``demand`` (B, T) units per period (0 where unknown), ``target_known``
+        (B, T) bool (False for padding and unknown periods), ``covs`` (B, T, k + m) raw covariates
         (categorical ones as the model's class codes),
         ``day`` (B, T) day numbers, ``enc_len`` (B,), ``time_start`` (B,) time index of the
         first encoder period, ``static_codes`` (B, c), ``static_reals`` (B, r); T = enc_width
@@ -125,7 +130,9 @@ class WindowSampler:
         in_enc = ~is_dec & (t < enc_len[:, None])
         in_hist = (pos >= 0) & (pos < length) & (in_enc | is_dec)
         row = self.indptr[series][:, None] + pos.clamp(min=0).minimum(length - 1)
-        demand = self.demand[row] * in_hist
+        value = self.demand[row]
+        known_target = in_hist & ~torch.isnan(value)
+        demand = torch.where(known_target, value, 0.0)
         known = self.known[row]
         if self.future is not None and self.future.shape[1] > 0 and known.shape[-1] > 0:
             fpos = (pos - length).clamp(0, self.future.shape[1] - 1)
@@ -135,7 +142,7 @@ class WindowSampler:
         for j, lut in self.cov_luts:
             covs[..., j] = lut[covs[..., j].long()]
         covs = covs * (in_enc | is_dec)[..., None]
-        return {"demand": demand, "covs": covs,
+        return {"demand": demand, "target_known": known_target, "covs": covs,
                 "day": self.start_day[series][:, None] + pos * step, "enc_len": enc_len,
                 "time_start": (self.start_day[series] + (dec_start - enc_len) * step) // step,
                 "static_codes": self.static_codes[series],
@@ -169,7 +176,8 @@ def assemble(spec: FeatureSpec, raw: dict[str, torch.Tensor], enc_width: int,
     (B, W), ``encoder_lengths`` (B,), ``decoder_cat`` (B, H, C), ``decoder_cont`` (B, H, R),
     ``decoder_target`` (B, H), ``decoder_lengths`` (B,), ``decoder_time_idx`` (B, H),
     ``groups`` (B, 2), ``target_scale`` (B, 2) (center and scale of the window), as
-    pytorch-forecasting's collate function returns them. Targets in units per period.
+    pytorch-forecasting's collate function returns them, plus ``decoder_target_known`` (B, H)
+    bool (False where the actual is unknown: not a target). Targets in units per period.
     """
     from pytorch_forecasting.data.encoders import TorchNormalizer
 
@@ -181,15 +189,19 @@ def assemble(spec: FeatureSpec, raw: dict[str, torch.Tensor], enc_width: int,
     t = torch.arange(t_all, device=dev)
     enc_mask = t[None, :] < enc_len[:, None]
     valid = enc_mask | (t >= enc_width)[None, :]
+    # periods of known demand (all of the encoder unless some are unknown): the window's
+    # center and scale come from these only (an encoder with fewer than 2: a flat scale)
+    known = raw["target_known"] if "target_known" in raw else valid
+    enc_known = enc_mask & known
 
     fwd = TorchNormalizer.get_transform(spec.target_transform)["forward"] \
         if spec.target_transform else (lambda x: x)
     y = fwd(demand)
-    n = enc_len.to(y.dtype)[:, None]
-    center = (y * enc_mask).sum(1, keepdim=True) / n
-    var = (((y - center) * enc_mask) ** 2).sum(1, keepdim=True) / (n - 1)
+    n = enc_known.sum(1, keepdim=True).to(y.dtype)
+    center = (y * enc_known).sum(1, keepdim=True) / n.clamp(min=1)
+    var = (((y - center) * enc_known) ** 2).sum(1, keepdim=True) / (n - 1).clamp(min=1)
     scale = var.sqrt() + torch.finfo(torch.float32).eps
-    y_norm = (y - center) / scale
+    y_norm = torch.where(enc_known | ~enc_mask, (y - center) / scale, 0.0)
 
     cal = calendar(raw["day"])
     k = len(spec.known)
@@ -209,6 +221,10 @@ def assemble(spec: FeatureSpec, raw: dict[str, torch.Tensor], enc_width: int,
         elif name == "relative_time_idx":
             col = torch.where(t >= enc_width, t - enc_width, t[None, :] - enc_len[:, None]) \
                 .to(torch.float32) / spec.encoder_length
+        elif name == MISSING_INPUT:
+            col = (enc_mask & ~known).to(torch.float32)
+            m, s = spec.scalers[name]
+            col = (col - m) / s
         elif name == "encoder_length":
             col = ((enc_len.to(torch.float32) - 0.5 * spec.encoder_length)
                    / spec.encoder_length * 2.0)[:, None].expand(b, t_all)
@@ -239,6 +255,7 @@ def assemble(spec: FeatureSpec, raw: dict[str, torch.Tensor], enc_width: int,
 
     target = demand * valid
     dec_time = (raw["time_start"] + enc_len)[:, None] + torch.arange(h, device=dev)
+    out_known = {"decoder_target_known": (known & valid)[:, enc_width:]}
     return {
         "encoder_cat": x_cat[:, :enc_width], "encoder_cont": x_cont[:, :enc_width],
         "encoder_target": target[:, :enc_width], "encoder_lengths": enc_len,
@@ -247,7 +264,7 @@ def assemble(spec: FeatureSpec, raw: dict[str, torch.Tensor], enc_width: int,
         "decoder_lengths": torch.full((b,), h, dtype=torch.long, device=dev),
         "decoder_time_idx": dec_time,
         "groups": raw["static_codes"][:, :2],
-        "target_scale": torch.cat([center, scale], 1),
+        "target_scale": torch.cat([center, scale], 1), **out_known,
     }
 
 

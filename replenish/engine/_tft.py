@@ -346,21 +346,26 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
 
 # ---- running the model -----------------------------------------------------------------------
 def pinball(pred: torch.Tensor, target: torch.Tensor, levels: torch.Tensor,
-            weight: torch.Tensor | None = None) -> torch.Tensor:
+            weight: torch.Tensor | None = None, known: torch.Tensor | None = None
+            ) -> torch.Tensor:
     """Mean pinball loss of (B, H, Q) quantile forecasts against (B, H) actuals.
 
     ``weight`` (B,) rescales each window (e.g. 1 / its demand level) so that large series
-    do not dominate a global model's loss.
+    do not dominate a global model's loss. ``known`` (B, H) bool: the actuals that are
+    targets (unknown periods are not); the mean is over those.
     """
     e = target[..., None] - pred.float()
     loss = torch.maximum(levels * e, (levels - 1) * e)
     if weight is not None:
         loss = loss * weight[:, None, None]
-    return loss.mean()
+    if known is None:
+        return loss.mean()
+    return (loss * known[..., None]).sum() / (known.sum() * loss.shape[-1]).clamp(min=1)
 
 
 def window_weight(x: dict[str, torch.Tensor], floor: float) -> torch.Tensor:
-    """1 / (mean absolute encoder demand + floor), per window, shape (B,)."""
+    """1 / (mean absolute encoder demand + floor), per window, shape (B,) (unknown periods
+    count as zero demand)."""
     level = x["encoder_target"].abs().sum(1) / x["encoder_lengths"].clamp(min=1)
     return 1.0 / (level + floor)
 
@@ -518,7 +523,7 @@ def train(runner: Runner, sampler, plan, levels: torch.Tensor, *, steps: int, ba
                             device=dev, luts=luts)
         pred = runner.forward(x, full_width=bool(w == plan.L and (e == w).all()))
         weight = window_weight(x, loss_floor) if loss_floor is not None else None
-        loss = pinball(pred, x["decoder_target"], levels, weight)
+        loss = pinball(pred, x["decoder_target"], levels, weight, x.get("decoder_target_known"))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip:
@@ -576,12 +581,15 @@ def train(runner: Runner, sampler, plan, levels: torch.Tensor, *, steps: int, ba
 @torch.no_grad()
 def evaluate(runner: Runner, sampler, windows, levels: torch.Tensor, loss_floor: float | None,
              batch_size: int, luts) -> float:
-    """Mean pinball loss over validation windows (same weighting as training)."""
+    """Mean pinball loss over validation windows (same weighting as training), over their
+    periods of known demand."""
     runner.model.eval()
     total, count = 0.0, 0
     for p, x, pred in runner.predict(sampler, *windows, batch_size, luts):
         n = len(p)   # a padded batch holds repeats after the first n windows
         weight = window_weight(x, loss_floor)[:n] if loss_floor is not None else None
-        total += float(pinball(pred, x["decoder_target"][:n], levels, weight)) * n
-        count += len(p)
+        known = x["decoder_target_known"][:n]
+        k = int(known.sum())
+        total += float(pinball(pred, x["decoder_target"][:n], levels, weight, known)) * k
+        count += k
     return total / max(count, 1)

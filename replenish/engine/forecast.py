@@ -25,7 +25,9 @@ Inputs of the model, per series and period:
   ``add_encoder_length`` and ``add_relative_time_idx``).
 
 Missing covariate values are filled by ``build_panel`` (forward, backward, else 0) before
-they get here. A series shorter than the encoder is forecast from the history it has
+they get here. Periods of unknown demand (NaN, ``gaps="missing"``) are never targets nor in a
+window's normalisation; a model trained on a panel with some reads them flagged (encoder
+input ``demand_missing``). A series shorter than the encoder is forecast from the history it has
 (encoder padded, with its length given to the model); a 1-period series gets one extra
 zero-demand period before its start. Every series gets a forecast.
 """
@@ -169,8 +171,9 @@ class TFTForecaster:
         for p, x, pred in runner.predict(sampler, *windows, self._predict_batch(), self._luts()):
             n = len(p)
             pred = torch.sort(pred[:n], dim=-1).values.clamp_(min=0)
-            qs.append(pred.reshape(-1, pred.shape[-1]).cpu().numpy())
-            ys.append(x["decoder_target"][:n].reshape(-1).float().cpu().numpy())
+            known = x["decoder_target_known"][:n].reshape(-1)
+            qs.append(pred.reshape(-1, pred.shape[-1])[known].cpu().numpy())
+            ys.append(x["decoder_target"][:n].reshape(-1)[known].float().cpu().numpy())
         if not qs:
             return np.asarray(self.levels, dtype=np.float64)
         new = _calibration.fit_levels(self.levels, np.concatenate(qs), np.concatenate(ys),

@@ -9,6 +9,9 @@
 
 Series whose history has no change at all (scale 0, or fewer than 2 periods) have no
 defined scaled error; they are left out of the means and counted in ``excluded``.
+Unknown values (NaN: missing periods, ``gaps="missing"``) are left out: a first difference
+with an unknown end is not in the scale, an unknown actual is not scored (a series without
+any known actual is excluded).
 Histories are given the Panel way: one flat ``values`` array plus ``indptr`` offsets.
 """
 from __future__ import annotations
@@ -31,8 +34,8 @@ def history_scales(values: np.ndarray, indptr: np.ndarray) -> tuple[np.ndarray, 
     Returns
     -------
     msd, mad : ndarray of float64, shape (n_series,)
-        Mean squared (units^2) and mean absolute (units) first difference; NaN where a
-        series has fewer than 2 periods.
+        Mean squared (units^2) and mean absolute (units) first difference over the pairs of
+        consecutive periods whose demand is known; NaN where a series has no such pair.
     """
     values = np.asarray(values, np.float64)
     indptr = np.asarray(indptr, np.int64)
@@ -40,6 +43,7 @@ def history_scales(values: np.ndarray, indptr: np.ndarray) -> tuple[np.ndarray, 
     same = np.ones(len(d), bool)
     inner = indptr[1:-1]
     same[inner[(inner > 0) & (inner <= len(d))] - 1] = False   # pairs across series edges
+    same &= np.isfinite(d)                                      # pairs with an unknown end
     sid = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))[1:] if len(values) \
         else np.zeros(0, np.int64)
     n = np.bincount(sid[same], minlength=len(indptr) - 1).astype(np.float64)
@@ -49,9 +53,9 @@ def history_scales(values: np.ndarray, indptr: np.ndarray) -> tuple[np.ndarray, 
         return np.where(n > 0, sq / n, np.nan), np.where(n > 0, ab / n, np.nan)
 
 
-def _mean_over_series(per_series: np.ndarray, scale: np.ndarray
+def _mean_over_series(per_series: np.ndarray, scale: np.ndarray, scored: np.ndarray
                       ) -> tuple[float, np.ndarray, int]:
-    ok = np.isfinite(scale) & (scale > 0)
+    ok = np.isfinite(scale) & (scale > 0) & scored
     per_series = np.where(ok, per_series, np.nan)
     mean = float(np.mean(per_series[ok])) if ok.any() else float("nan")
     return mean, per_series, int((~ok).sum())
@@ -71,10 +75,13 @@ def rmsse(actual: np.ndarray, forecast: np.ndarray, values: np.ndarray,
         Also return the per-series RMSSE (NaN where undefined) and the excluded count.
     """
     msd, _ = history_scales(values, indptr)
-    mse = np.mean((np.asarray(actual, np.float64) - np.asarray(forecast, np.float64)) ** 2, 1)
+    actual = np.asarray(actual, np.float64)
+    known = np.isfinite(actual)
+    sq = np.where(known, (actual - np.asarray(forecast, np.float64)) ** 2, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
+        mse = sq.sum(1) / known.sum(1)
         per = np.sqrt(mse / msd)
-    mean, per, excluded = _mean_over_series(per, msd)
+    mean, per, excluded = _mean_over_series(per, msd, known.any(1))
     return (mean, per, excluded) if return_per_series else mean
 
 
@@ -104,10 +111,12 @@ def spl(actual: np.ndarray, quantiles: np.ndarray, levels: np.ndarray, values: n
         In-sample history (see :func:`history_scales`).
     """
     _, mad = history_scales(values, indptr)
-    loss = pinball(actual, quantiles, levels).mean(axis=(1, 2))
+    actual = np.asarray(actual, np.float64)
+    known = np.isfinite(actual)
+    loss = np.where(known[..., None], pinball(np.where(known, actual, 0.0), quantiles, levels), 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        per = loss / mad
-    mean, per, excluded = _mean_over_series(per, mad)
+        per = loss.sum(axis=(1, 2)) / (known.sum(1) * len(np.atleast_1d(levels))) / mad
+    mean, per, excluded = _mean_over_series(per, mad, known.any(1))
     return (mean, per, excluded) if return_per_series else mean
 
 

@@ -3,7 +3,9 @@
 Series ``i`` occupies rows ``indptr[i]:indptr[i+1]`` of every per-row array; its row ``j``
 is the period starting on ``start[i] + j * step``. Gaps are already filled, so every series
 is regular. Per-row arrays are float32 (demand in units of stock per period; covariates in
-their own units). Per-series arrays have one entry per series.
+their own units). Per-series arrays have one entry per series. A period whose demand is
+unknown (a missing week read with ``gaps="missing"``) has NaN demand: it is never a training
+target, never in a scale, never scored.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ class Panel:
     indptr : ndarray of int64, shape (n_series + 1,)
         Row offsets of each series into the per-row arrays.
     demand : ndarray of float32, shape (n_rows,)
-        Demand, units of stock per period.
+        Demand, units of stock per period; NaN where it is unknown (``gaps="missing"``).
     freq : {"D", "W"}
         Period length: one day or one week.
     known, observed : ndarray of float32, shape (n_rows, k)
@@ -90,6 +92,11 @@ class Panel:
         return np.diff(self.indptr)
 
     @property
+    def missing(self) -> np.ndarray:
+        """Periods of unknown demand (NaN), bool, shape (n_rows,)."""
+        return np.isnan(self.demand)
+
+    @property
     def step(self) -> np.timedelta64:
         return np.timedelta64(FREQ_STEP_DAYS[self.freq], "D")
 
@@ -130,7 +137,8 @@ class Panel:
         """Hold out the last ``horizon`` periods of every series.
 
         Returns the shortened panel (its ``future_known`` holds the held-out known
-        covariates) and the held-out demand, shape (n_series, horizon), units per period.
+        covariates) and the held-out demand, shape (n_series, horizon), units per period
+        (NaN where unknown).
         """
         if np.any(self.lengths <= horizon):
             raise ValueError(f"split_last: {int(np.sum(self.lengths <= horizon))} series have "

@@ -5,7 +5,8 @@ rows that break it, or applies a documented repair whose count is logged and kep
 ``Panel.report``. Nothing is dropped or invented silently.
 
 Repairs (all logged):
-- gaps in a series' dates are filled with zero demand;
+- gaps in a series' dates are filled with zero demand (``gaps="zero"``, the default), or left
+  unknown (``gaps="missing"``: demand NaN, see :class:`~replenish.engine.panel.Panel`);
 - negative demand is clipped to zero when ``negative="clip"``;
 - missing demand (null/NaN) is set to zero when ``missing_demand="zero"``;
 - duplicate (sku, location, date) rows are summed when ``duplicates="sum"`` (covariates: first row);
@@ -317,7 +318,7 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
                 missing_static: str = "error", static_fill: Mapping[str, float] | None = None,
                 static_numbers: Iterable[str] | None = None,
                 gap_fill: Mapping[str, Any] | None = None,
-                flags: Iterable[str] | None = None) -> Panel:
+                flags: Iterable[str] | None = None, gaps: str = "zero") -> Panel:
     """Validate a long demand table and build the :class:`Panel`.
 
     Parameters
@@ -367,12 +368,19 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
     flags : list of str, optional
         The numeric covariates that are 0/1 flags (0 in filled periods by default). Default:
         those whose values in this table are all 0 or 1.
+    gaps : {"zero", "missing"}
+        Periods without a row inside a series (and, with ``end``, after its last row):
+        ``"zero"`` fills them with zero demand (transaction feeds that omit the periods
+        without sales), counted as ``gaps_filled`` / ``trailing_filled``; ``"missing"``
+        leaves their demand unknown (NaN: never a training target, not in any scale),
+        counted as ``gaps_missing`` / ``trailing_missing``.
     """
     columns.check_distinct()
     for name, opts, v in (("negative", ("error", "clip"), negative),
                           ("missing_demand", ("error", "zero"), missing_demand),
                           ("duplicates", ("error", "sum"), duplicates),
-                          ("missing_static", ("error", "impute"), missing_static)):
+                          ("missing_static", ("error", "impute"), missing_static),
+                          ("gaps", ("zero", "missing"), gaps)):
         if v not in opts:
             raise ValueError(f"{name} must be one of {opts}, got {v!r}")
     one_key = constant_keys(table.column_names, columns)
@@ -489,9 +497,11 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
         common = (end_day - start).astype(np.int64) // step + 1
         trailing = int((common - lengths).sum())
         if trailing:
-            report["trailing_filled"] = trailing
-            repair_log.info("%d periods after %d series' last rows, up to %s, filled with zero demand",
-                     trailing, int((common > lengths).sum()), end_day)
+            report["trailing_missing" if gaps == "missing" else "trailing_filled"] = trailing
+            repair_log.info("%d periods after %d series' last rows, up to %s, %s", trailing,
+                            int((common > lengths).sum()), end_day,
+                            "left unknown (--gaps missing)" if gaps == "missing"
+                            else "filled with zero demand")
             # A location none of whose series has a row in its last periods looks like a late
             # feed rather than no sales: named, so that the zeros are not taken for demand.
             lag = common - lengths
@@ -507,15 +517,20 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
                 named = [f"{id_text(loc[one[i]])}: {int(min_lag[i])} periods" for i in quiet[:3]]
                 report["locations_without_recent_rows_examples"] = named
                 repair_log.warning("%d location(s) have no row in the last period(s) of the "
-                                   "history (e.g. %s); their series were extended with zero "
+                                   "history (e.g. %s); their series were extended with %s "
                                    "demand: if their feeds are late, rerun once they are in, or "
-                                   "use --no-align-end", len(quiet), ", ".join(named))
+                                   "use --no-align-end", len(quiet), ", ".join(named),
+                                   "unknown" if gaps == "missing" else "zero")
             lengths = common
     indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     rows = indptr[sid] + pos
     n_rows = int(indptr[-1])
     n_gaps = n_rows - len(rows) - trailing
-    if n_gaps:
+    if n_gaps and gaps == "missing":
+        report["gaps_missing"] = n_gaps
+        repair_log.info("%d missing periods left unknown (--gaps missing): not training "
+                        "targets, not in the scales, not scored", n_gaps)
+    elif n_gaps:
         report["gaps_filled"] = n_gaps
         repair_log.info("%d missing periods filled with zero demand", n_gaps)
         if n_gaps > len(rows):
@@ -529,7 +544,8 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
         report["covariates_filled"] = filled
         repair_log.info("missing covariate values filled (forward, backward, else 0): %s", filled)
     if n_gaps or trailing:
-        flat_demand = np.zeros(n_rows, dtype=np.float32)
+        # an unknown period's demand is NaN (Panel: "missing"); otherwise zero
+        flat_demand = np.full(n_rows, np.nan if gaps == "missing" else 0.0, dtype=np.float32)
         flat_demand[rows] = demand
         flat_cov = np.empty((n_rows, len(cov_names)), dtype=np.float32)
         flat_cov[rows] = cov

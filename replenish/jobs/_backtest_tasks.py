@@ -23,7 +23,8 @@ from ..engine.metrics import history_scales, pinball
 from ..engine.panel import FREQ_STEP_DAYS, Panel
 from ..engine.validate import _match_keys, validate_inventory
 from ._sharding import read_shard
-from ._tasks import ShardError, _get_model, forecast_table, load_shard_panel, plan_kwargs
+from ._tasks import (ShardError, _get_model, forecast_table, inventory_defaults, load_shard_panel,
+                     plan_kwargs)
 
 __all__ = ["forecast_origin_task", "simulate_shard_task", "shard_freq", "POLICIES", "SUM_COLUMNS"]
 
@@ -187,8 +188,7 @@ def _simulate_shard(stage, shard, spec, bt, out_dir, t0):
     # only SKU-locations that existed at the first origin are backtested (the others had no
     # history to plan from); they are counted
     inv = validate_inventory(read_shard(stage, "inventory", shard), panel, ColumnMap(**spec["columns"]),
-                             InventoryDefaults().with_overrides(spec["inventory_defaults"]),
-                             report=panel.report)
+                             inventory_defaults(spec, panel.freq), report=panel.report)
     exists = np.flatnonzero(panel.start <= origins[0])
     excluded = panel.n_series - len(exists)
     panel = panel.take(exists)

@@ -22,7 +22,7 @@ from ._sharding import _pair_hash, file_checksum, read_shard, shard_dir
 
 __all__ = ["load_shard_panel", "train_task", "plan_shard_task", "prepare_shard_task",
            "compute_shard_task", "write_shard_task", "quantile_column", "plan_kwargs",
-           "network_store_task"]
+           "network_store_task", "inventory_defaults", "WEEKLY_REVIEW_DAYS"]
 
 log = logging.getLogger("replenish")
 repair_log = logging.getLogger("replenish.repairs")   # counted in the report: said once per job
@@ -49,7 +49,7 @@ def load_shard_panel(stage: str, shard: int, spec: dict[str, Any]) -> Panel | No
                         missing_demand=spec["missing_demand"], duplicates=spec["duplicates"],
                         min_history=spec["min_history"], future=fut,
                         horizon=spec["forecast"].get("horizon", "auto") if fut is not None else None,
-                        end=spec.get("end"), **_feed_rules(spec))
+                        end=spec.get("end"), gaps=spec.get("gaps", "zero"), **_feed_rules(spec))
     if spec.get("until") is not None:
         # the history as it was on that day (a backtest origin); the known covariates of the
         # following periods come from the later rows
@@ -68,6 +68,18 @@ def _feed_rules(spec: dict[str, Any]) -> dict[str, Any]:
     return {"missing_static": spec.get("missing_static", "error"),
             "static_fill": spec.get("static_fill"), "static_numbers": spec.get("static_numbers"),
             "gap_fill": spec.get("gap_fill") or None, "flags": spec.get("flags")}
+
+
+#: Review period of a weekly plan whose inventory does not give one: once a period.
+WEEKLY_REVIEW_DAYS = 7.0
+
+
+def inventory_defaults(spec: dict[str, Any], freq: str) -> InventoryDefaults:
+    """The inventory defaults of a job: the built-in ones, the period's review default
+    (weekly data: review once a week, ``WEEKLY_REVIEW_DAYS``; daily: every day), then the
+    job's own ``[inventory_defaults]``."""
+    period = {"review_period_days": WEEKLY_REVIEW_DAYS} if freq == "W" else {}
+    return InventoryDefaults().with_overrides({**period, **spec.get("inventory_defaults", {})})
 
 
 #: Forecast settings that only change how a saved model runs (not what it is): the job's
@@ -468,8 +480,7 @@ def optimize_shard_task(stage: str, shard: int, spec: dict[str, Any], out: str) 
                             f"{keys.n_series} SKU-locations")
         report: dict[str, Any] = {"freq": keys.freq}
         inv = validate_inventory(inv_tab, keys, ColumnMap(**spec["columns"]),
-                                 InventoryDefaults().with_overrides(spec["inventory_defaults"]),
-                                 report=report)
+                                 inventory_defaults(spec, keys.freq), report=report)
         dc_days = dc_service_days(stage, shard, keys, report) if spec.get("has_echelon") else None
         acc = _accuracy(stage, shard, keys, spec)
         ot = optimize(keys, levels, q, inv, spec, dc_days=dc_days, report=report, history=False,
@@ -506,7 +517,7 @@ def prepare_shard(stage: str, shard: int, spec: dict[str, Any],
                             f"inventory row' broken by {panel.n_series} SKU-locations")
         prep["inv_tab"] = inv_tab
         prep["inv"] = validate_inventory(inv_tab, panel, ColumnMap(**spec["columns"]),
-                                         InventoryDefaults().with_overrides(spec["inventory_defaults"]),
+                                         inventory_defaults(spec, panel.freq),
                                          report=panel.report)
         if spec.get("has_echelon"):
             prep["dc_days"] = dc_service_days(stage, shard, panel, panel.report)
@@ -675,8 +686,7 @@ def network_store_task(stage: str, shard: int, spec: dict[str, Any]) -> dict[str
             raise DataError(f"inventory: rule 'every SKU-location has an inventory row' broken by "
                             f"{keys.n_series} SKU-locations")
         inv = validate_inventory(inv_tab, keys, ColumnMap(**spec["columns"]),
-                                 InventoryDefaults().with_overrides(spec["inventory_defaults"]),
-                                 report={})
+                                 inventory_defaults(spec, keys.freq), report={})
         mean, var = daily_moments(levels, q)
     except Exception as e:
         raise ShardError(f"shard {shard}: {type(e).__name__}: {e}") from e

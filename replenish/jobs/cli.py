@@ -49,6 +49,9 @@ def _job_parser(sub, name: str, help: str, inventory: bool = True,
     d.add_argument("--missing-demand", dest="missing_demand", choices=["error", "zero"],
                    help="missing demand values: fail or treat as 0")
     d.add_argument("--duplicates", choices=["error", "sum"], help="duplicate rows: fail or sum them")
+    d.add_argument("--gaps", choices=["zero", "missing"],
+                   help="periods without a row: zero demand (default) or unknown (never a "
+                        "training target, not in the scales, not scored)")
     d.add_argument("--min-history", dest="min_history", type=int, help="minimum periods per series")
     d.add_argument("--no-align-end", dest="align_end", action="store_const", const=False,
                    help="keep each series' own last date instead of extending series without "
@@ -168,6 +171,8 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--negative", choices=["error", "clip"])
     ev.add_argument("--missing-demand", dest="missing_demand", choices=["error", "zero"])
     ev.add_argument("--duplicates", choices=["error", "sum"])
+    ev.add_argument("--gaps", choices=["zero", "missing"],
+                    help="periods without a row: zero demand (default) or unknown (not scored)")
     ev.add_argument("-v", "--verbose", action="store_true")
     ec = sub.add_parser("echelon", help="place safety stock between DCs and their stores for a "
                         "finished plan (writes DIR/dc.parquet and DIR/stores.parquet)")
@@ -270,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = _config_from_args(args)
             res = evaluate_run(run, cfg.history, cfg.out, columns=cfg.columns, freq=cfg.freq,
                                negative=cfg.negative, missing_demand=cfg.missing_demand,
-                               duplicates=cfg.duplicates, ledger=ledger)
+                               duplicates=cfg.duplicates, gaps=cfg.gaps, ledger=ledger)
             res.pop("series_table")
             print(json.dumps(res, indent=2))
             say(f"evaluation written to {cfg.out}" + (f"; ledger {ledger}" if ledger else ""))

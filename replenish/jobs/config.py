@@ -15,6 +15,7 @@ TOML layout (every key optional; CLI flags win)::
     negative = "error"             # or "clip"
     missing_demand = "error"       # or "zero"
     duplicates = "error"           # or "sum"
+    gaps = "zero"                  # or "missing": a period without a row is unknown, not zero
     min_history = 1                # periods
     align_end = true               # extend series without recent rows to the latest date (zero demand)
     missing_static = "error"       # or "impute": a missing static number gets the median over series
@@ -150,6 +151,7 @@ class PlanConfig:
     negative: str = "error"
     missing_demand: str = "error"
     duplicates: str = "error"
+    gaps: str = "zero"
     min_history: int = 1
     align_end: bool = True
     missing_static: str = "error"

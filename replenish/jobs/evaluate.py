@@ -52,7 +52,8 @@ log = logging.getLogger("replenish")
 def evaluate_run(run: str | Path, history: Any, out: str | Path | None = None, *,
                  columns: ColumnMap = ColumnMap(), freq: str | None = None,
                  negative: str = "error", missing_demand: str = "error",
-                 duplicates: str = "error", ledger: str | Path | None = None) -> dict[str, Any]:
+                 duplicates: str = "error", gaps: str = "zero",
+                 ledger: str | Path | None = None) -> dict[str, Any]:
     """Evaluate the forecasts and orders of the finished plan in ``run`` against ``history``.
 
     Parameters
@@ -62,7 +63,9 @@ def evaluate_run(run: str | Path, history: Any, out: str | Path | None = None, *
     history : path, URL or pyarrow.Table
         The demand history including the periods after the plan's ``as_of``; columns named
         by ``columns`` (covariates are not needed). The data rules and repairs are those of
-        the plan job (``negative``, ``missing_demand``, ``duplicates``).
+        the plan job (``negative``, ``missing_demand``, ``duplicates``, ``gaps``: with
+        ``"missing"`` a period without a row is unknown, left out of every score and scale;
+        a protection interval holding one is not judged, counted as ``unknown_actuals``).
     out : path, optional
         Folder for ``series.parquet`` and ``summary.json``.
     ledger : path, optional
@@ -96,7 +99,7 @@ def evaluate_run(run: str | Path, history: Any, out: str | Path | None = None, *
     table = history
     try:
         panel = build_panel(table, cols, freq=planned, negative=negative,
-                            missing_demand=missing_demand, duplicates=duplicates)
+                            missing_demand=missing_demand, duplicates=duplicates, gaps=gaps)
     except DataError as e:
         raise DataError(f"evaluate: the run {run} planned in {'days' if planned == 'D' else 'weeks'}"
                         f" ({planned}), so the history is read in them: {e}") from e
@@ -118,6 +121,7 @@ def evaluate_run(run: str | Path, history: Any, out: str | Path | None = None, *
     has = found[:, None] & (p >= 0) & (p < lengths[:, None]) & np.isfinite(q[..., 0])
     actual = np.where(has, panel.demand[panel.indptr[s][:, None] + np.clip(p, 0, None)
                                         .clip(max=(lengths - 1)[:, None])], np.nan)
+    has &= np.isfinite(actual)                      # unknown periods (gaps="missing")
 
     # scales from each series' history before its forecast start
     before = np.where(found, np.clip(cut, 0, lengths), 0)
@@ -242,15 +246,21 @@ def _service(orders: pa.Table, panel, step: int) -> tuple[dict[str, Any], dict[s
     first = (o["as_of"].astype("datetime64[D]").astype(np.int64) - start) // step
     lengths = panel.lengths[s]
     due = found & (first >= 0) & (first + periods <= lengths)
-    cs = np.concatenate([[0.0], np.cumsum(panel.demand.astype(np.float64))])
+    unknown = np.isnan(panel.demand)
+    cs = np.concatenate([[0.0], np.cumsum(np.where(unknown, 0.0, panel.demand.astype(np.float64)))])
+    cu = np.concatenate([[0], np.cumsum(unknown)])
     a = panel.indptr[s] + np.clip(first, 0, lengths)
     b = panel.indptr[s] + np.clip(first + periods, 0, lengths)
+    # an interval with a period of unknown demand (gaps="missing") cannot be judged
+    unjudged = due & (cu[b] - cu[a] > 0)
+    due &= ~unjudged
     demand = np.where(due, cs[b] - cs[a], np.nan)
     available = o["inventory_position"] + o["order_quantity"]
     covered = due & (demand <= available + 1e-6)
     short = np.where(due, np.maximum(demand - available, 0.0), 0.0)
     tot = float(np.nansum(np.where(due, demand, 0.0)))
-    svc = {"series_due": int(due.sum()), "not_yet_due": int((found & ~due).sum()),
+    svc = {"series_due": int(due.sum()), "not_yet_due": int((found & ~due & ~unjudged).sum()),
+           "unknown_actuals": int(unjudged.sum()),
            "not_in_history": int((~found).sum()),
            "realised_cycle_service_level": _ratio(covered.sum(), due.sum()),
            "target_service_level": _mean(np.where(due, o["service_level"], np.nan)),

@@ -255,7 +255,7 @@ def _spec(cfg: PlanConfig, has_future: bool, stages: tuple[str, ...],
         forecast["horizon"] = int(model_meta["config"]["horizon"])
     return {"columns": cols, "freq": cfg.freq, "negative": cfg.negative,
             "missing_demand": cfg.missing_demand, "duplicates": cfg.duplicates,
-            "min_history": cfg.min_history, "forecast": forecast,
+            "gaps": cfg.gaps, "min_history": cfg.min_history, "forecast": forecast,
             "has_future": has_future, "has_echelon": cfg.echelon is not None,
             "missing_static": cfg.missing_static, "gap_fill": dict(cfg.gap_fill),
             "target": cfg.target, "method": cfg.method,

@@ -73,3 +73,31 @@ def test_series_too_short_for_validation_train_without_it():
     f = TFTForecaster(ForecastConfig(**{**TINY, "max_steps": 5})).fit(panel)
     assert f.history["val_loss"] == [] and f.history["steps"] == 5
     _check(f.predict(panel), 2, 7, f.levels)
+
+
+def test_missing_weeks_read_as_unknown_do_not_pull_the_forecast_down():
+    """Steady weekly demand (about 40 a week); series 0 lacks 12 of its last 30 weeks. Read
+    as zeros they drag its forecast down; read as unknown they are neither targets nor in
+    the window's scale, and its forecast stays at its level."""
+    import pyarrow as pa
+    from replenish.engine.contract import ColumnMap
+    from replenish.engine.validate import build_panel
+    rng = np.random.default_rng(0)
+    weeks = [np.datetime64("2023-01-02") + np.timedelta64(7 * k, "D") for k in range(80)]
+    rows = [(s, "L", w, float(rng.poisson(40))) for s in range(6) for w in weeks]
+    gone = {(0, weeks[k]) for k in rng.choice(np.arange(50, 80), 12, replace=False)}
+    rows = [r for r in rows if (r[0], r[2]) not in gone]
+    table = pa.table({"sku": [r[0] for r in rows], "location": [r[1] for r in rows],
+                      "date": pa.array(np.array([r[2] for r in rows], "datetime64[D]")),
+                      "demand": [r[3] for r in rows]})
+    cfg = ForecastConfig(**{**TINY, "horizon": 6, "encoder_length": 26, "max_steps": 30})
+    median = {}
+    for gaps in ("zero", "missing"):
+        panel = build_panel(table, ColumnMap(), gaps=gaps)
+        assert panel.report[f"gaps_{'filled' if gaps == 'zero' else 'missing'}"] == 12
+        q = TFTForecaster(cfg).fit(panel).predict(panel)
+        _check(q, 6, 6, cfg.quantiles)                     # every series, every period
+        median[gaps] = float(q[0, :, 4].mean())
+    level = np.mean([r[3] for r in rows if r[0] == 0])
+    assert abs(median["missing"] - level) < 0.15 * level
+    assert median["zero"] < median["missing"] - 0.1 * level

@@ -58,3 +58,29 @@ def test_interpolate_quantiles():
 def test_history_scales_without_history():
     msd, mad = history_scales(np.zeros(0), np.zeros(3, np.int64))
     assert msd.shape == mad.shape == (2,) and np.isnan(msd).all() and np.isnan(mad).all()
+
+
+def test_unknown_periods_are_neither_in_the_scales_nor_scored():
+    values, indptr, actual, q, levels = _data(1)
+    values[[3, 4, 40, 41, 60]] = np.nan            # unknown history periods
+    actual[0, [1, 5]] = np.nan                     # unknown actuals
+    actual[2, :] = np.nan                          # a series without any known actual
+    r_series, s_series = [], []
+    for i in range(len(indptr) - 1):
+        hist = values[indptr[i]:indptr[i + 1]]
+        d = np.array([b - a for a, b in zip(hist[:-1], hist[1:])
+                      if np.isfinite(a) and np.isfinite(b)])
+        known = np.flatnonzero(np.isfinite(actual[i]))
+        if len(d) == 0 or np.all(d == 0) or len(known) == 0:
+            continue
+        r_series.append(np.sqrt(np.mean((actual[i, known] - q[i, known, 1]) ** 2)
+                                / np.mean(d ** 2)))
+        loss = [lv * (actual[i, h] - q[i, h, k]) if actual[i, h] >= q[i, h, k]
+                else (1 - lv) * (q[i, h, k] - actual[i, h])
+                for h in known for k, lv in enumerate(levels)]
+        s_series.append(np.mean(loss) / np.mean(np.abs(d)))
+    r, per, excluded = rmsse(actual, q[..., 1], values, indptr, return_per_series=True)
+    assert excluded == 3 and np.isnan(per[2])
+    np.testing.assert_allclose(r, np.mean(r_series), rtol=1e-12)
+    np.testing.assert_allclose(spl(actual, q, levels, values, indptr), np.mean(s_series),
+                               rtol=1e-12)

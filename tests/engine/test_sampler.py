@@ -47,7 +47,8 @@ def test_sampler_equals_timeseriesdataset(freq, transform, categorical):
     dec = first_time + enc - start_time[series]
     out = sampler.windows(torch.as_tensor(series), torch.as_tensor(dec), torch.as_tensor(enc),
                           int(enc.max()))
-    assert set(out) == set(x)
+    assert set(out) == set(x) | {"decoder_target_known"}
+    assert out["decoder_target_known"].all()      # no unknown periods in this panel
     for key in x:
         assert out[key].shape == x[key].shape and out[key].dtype == x[key].dtype, key
         torch.testing.assert_close(out[key], x[key], rtol=1e-5, atol=1e-5, msg=key)
@@ -107,3 +108,35 @@ def test_unseen_keys_map_to_unknown_code():
     assert sampler.n_unknown_keys == 4
     assert (sampler.static_codes[:, 0] == 0).all()
     assert _features.TARGET in spec.x_reals
+
+
+def test_unknown_periods_are_not_targets_nor_in_the_window_scale():
+    panel = toy_panel(lengths=[60, 60, 60], freq="W", observed=False, static=False)
+    unknown = panel.indptr[1] + np.array([20, 21, 30, 45, 50])   # series 1: encoder and decoder
+    panel.demand[unknown] = np.nan
+    spec = make_spec(panel, 24, 6, None)
+    assert spec.missing_indicator
+    dataset, spec = fit_dataset(panel, spec)
+    assert _features.MISSING_INPUT in spec.x_reals
+    sampler = WindowSampler(spec, panel)
+    dec = np.array([44, 44, 40])
+    x = sampler.windows(torch.tensor([1, 0, 1]), torch.as_tensor(dec), torch.tensor([24, 24, 10]), 24)
+    for b, (s, d, e) in enumerate(zip([1, 0, 1], dec, [24, 24, 10])):
+        y = panel.demand[panel.indptr[s]:panel.indptr[s + 1]]
+        enc = y[d - e:d]
+        center, scale = np.nanmean(enc), np.nanstd(enc, ddof=1)   # the known periods only
+        np.testing.assert_allclose(x["target_scale"][b].numpy(), [center, scale], rtol=1e-5)
+        np.testing.assert_array_equal(x["decoder_target_known"][b].numpy(), np.isfinite(y[d:d + 6]))
+        np.testing.assert_array_equal(x["decoder_target"][b].numpy(), np.nan_to_num(y[d:d + 6]))
+        flag = x["encoder_cont"][b, :e, spec.x_reals.index(_features.MISSING_INPUT)].numpy()
+        m, sd = spec.scalers[_features.MISSING_INPUT]
+        np.testing.assert_allclose(flag * sd + m, np.isnan(enc), atol=1e-6)
+        assert np.isfinite(x["encoder_cont"][b].numpy()).all()
+    # the loss is the pinball loss over the known periods
+    from replenish.engine._tft import pinball
+    levels = torch.tensor([0.1, 0.5, 0.9])
+    pred = torch.rand(3, 6, 3) * 50
+    known = x["decoder_target_known"]
+    e = (x["decoder_target"][..., None] - pred)[known]
+    ref = torch.maximum(levels * e, (levels - 1) * e).mean()
+    torch.testing.assert_close(pinball(pred, x["decoder_target"], levels, known=known), ref)

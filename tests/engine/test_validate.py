@@ -116,6 +116,25 @@ def test_gaps_filled_with_zero_and_counted(history):
     assert p.report["gap_fill_rules"] == {"price": "interpolate", "promo": "0"}
 
 
+def test_gaps_missing_are_unknown_and_counted(history):
+    mask = np.ones(history.num_rows, bool)
+    mask[[5, 6, 40]] = False
+    mask[4 * 30 - 2:] = False                      # the last 2 days of series 3: no rows
+    t = history.filter(pa.array(mask))
+    p = build_panel(t, COLS, gaps="missing", end="2024-01-30")
+    assert p.report["gaps_missing"] == 3 and p.report["trailing_missing"] == 2
+    assert "gaps_filled" not in p.report and "trailing_filled" not in p.report
+    assert p.n_rows == history.num_rows
+    np.testing.assert_array_equal(np.flatnonzero(p.missing), [5, 6, 40, 118, 119])
+    kept = history.column("demand").to_numpy()[mask]
+    np.testing.assert_array_equal(p.demand[~p.missing], kept.astype(np.float32))
+    # zero, the default, as before
+    z = build_panel(t, COLS, end="2024-01-30")
+    assert z.report["gaps_filled"] == 3 and not z.missing.any() and z.demand[5] == 0
+    with pytest.raises(ValueError, match="gaps must be one of"):
+        build_panel(t, COLS, gaps="interpolate")
+
+
 def test_series_without_recent_rows_extend_to_the_common_end(history, caplog):
     # history: 4 series x 30 days from 2024-01-01; drop the last 5 rows of series 1 and the
     # last 12 of series 3 (no sales reported since), plus one row inside series 0 (a gap)

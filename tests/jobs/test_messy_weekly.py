@@ -152,3 +152,39 @@ def test_known_event_names_with_a_future_table(client, tmp_path):
     q = f[[c for c in f.columns if c.startswith("q")]].to_numpy()
     assert np.isfinite(q).all() and (np.diff(q, axis=1) >= -1e-5).all()
     assert len(res["orders"]) == 12
+
+
+def test_missing_weeks_are_unknown_and_weekly_plans_review_once_a_week(client, tmp_path):
+    """--gaps missing through the job: the 3 unreported weeks are counted as unknown, every
+    series is forecast for every week; an inventory without review_period_days is reviewed
+    weekly (7 days) in a weekly plan; evaluate leaves an unknown week out of its scores."""
+    from replenish.jobs.evaluate import evaluate_run
+    hist, inv, _ = _messy(seed=3)
+    new = lambda t: (t["item_id"] == 100) & (t["store_id"] == "S0")   # the 3-week-old item
+    hist = hist[~new(hist)].reset_index(drop=True)
+    inv = inv[~new(inv)].drop(columns=["review_period_days"])
+    week = pd.to_datetime(hist["week_start"])
+    cut = pd.Timestamp("2024-01-01") + pd.Timedelta(weeks=WEEKS - HORIZON)
+    out = tmp_path / "plan"
+    res = replenish.plan(hist[week < cut], inv, out=out, columns=COLUMNS, negative="clip",
+                         missing_demand="zero", gaps="missing", forecast=TINY, n_samples=200,
+                         client=client, return_tables=True)
+    assert res["repairs"]["gaps_missing"] == 3 and "gaps_filled" not in res["repairs"]
+    spec = json.loads((out / "model" / "model.json").read_text())["spec"]
+    assert spec["missing_indicator"] and "demand_missing" in spec["x_reals"]
+    f = res["forecasts"].to_pandas()
+    q = f[[c for c in f.columns if c.startswith("q")]].to_numpy()
+    assert len(f) == 11 * HORIZON and np.isfinite(q).all() and (q >= 0).all()
+    o = res["orders"].to_pandas()
+    assert (o["review_period_days"] == 7.0).all()       # weekly data: reviewed once a week
+    # the actuals: one week of one series unreported; read as unknown it is not scored
+    drop = np.flatnonzero((week >= cut).to_numpy() & (hist["item_id"] == 103).to_numpy())[:1]
+    now = hist.drop(index=drop)
+    cols = {k: v for k, v in COLUMNS.items() if k in ("sku", "location", "date", "demand")}
+    from replenish.engine.contract import ColumnMap
+    cm = ColumnMap.from_mapping(cols)
+    unknown = evaluate_run(out, now, columns=cm, negative="clip", missing_demand="zero",
+                           gaps="missing")
+    zero = evaluate_run(out, now, columns=cm, negative="clip", missing_demand="zero")
+    assert unknown["periods"] == 11 * HORIZON - 1 and zero["periods"] == 11 * HORIZON
+    assert unknown["rmsse"] != zero["rmsse"]
