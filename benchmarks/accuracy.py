@@ -1,31 +1,45 @@
-"""Forecast accuracy on the bakery data: our engine vs pytorch-forecasting vs statsforecast.
+"""Forecast accuracy on real data: ours vs a global LightGBM peer vs statsforecast (vs the
+pytorch-forecasting pipeline on the bakery).
 
-    python benchmarks/accuracy.py [--quick] [--window test|validation] [--threads T]
+    python benchmarks/accuracy.py [--data bakery|oj] [--window test|validation|v2|v3...]
+                                  [--seeds 0,1,2] [--quick] [--threads T] [--skip ...]
 
-The last 28 days of every series are held out (``--window validation``: the 28 days before
-them, with those last 28 days dropped: the window the defaults were chosen on). Scored as in
-ANCHORS.md: RMSSE of the median, SPL over the 11 levels 0.005 ... 0.995 (both scaled by the
-series' in-sample history, averaged over the 105 series). Contenders, in one run:
+Data sets (real):
 
-* ours: ``TFTForecaster`` with its default ``ForecastConfig`` (levels 0.01 ... 0.99; the 11
-  SPL levels are interpolated linearly between them and extrapolated to 0.005 / 0.995);
-* pytorch-forecasting's standard pipeline: TimeSeriesDataSet (its default target
-  normalizer, target scales, relative time index, encoder length) ->
-  TemporalFusionTransformer.from_dataset (hidden 32, 4 heads, hidden_continuous 16, encoder
-  112, the 11 levels as QuantileLoss, its default learning rate 1e-3) -> Lightning Trainer
-  (gradient clip 0.1), 8 epochs x 150 batches x 128 with the last 28 training days as its
-  validation -> ``predict(mode="quantiles")``;
-* statsforecast SeasonalNaive(7), AutoETS(7), AutoARIMA(7) (no covariates; quantiles from
-  their prediction intervals, clipped at 0).
+* ``bakery`` (shipped): 105 daily series; the last 28 days held out; known covariates
+  holidays, school holidays, promotions, weather.
+* ``oj`` (``../shared/data/oj`` beside the repository, not shipped; read its README):
+  Dominick's orange juice, 913 weekly store x brand series with 3,619 missing weeks (unknown,
+  not zero: read with ``gaps="missing"``); the last 12 weeks held out; known covariates
+  price, deal, feat (planned promotions); the store demographics as static attributes.
 
-``--quick`` (under 2 minutes): our model with 60 steps, the pipeline with 1 epoch of 20
-batches, SeasonalNaive only. The last line is one JSON object with all figures.
+``--window validation`` moves the held-out window one horizon earlier (the periods after it
+dropped), ``vK`` K horizons earlier: the windows settings are chosen on, never the test one.
+
+Scored on the model's 9 levels 0.01 ... 0.99 (``--levels anchors``: the bakery's 11 levels
+0.005 ... 0.995 of ANCHORS.md, interpolated): RMSSE of the median and SPL, both scaled by
+each series' in-sample history (M5); unknown periods are neither in the scales nor scored.
+Contenders, in one run, each for every seed:
+
+* ours: what ``replenish plan`` trains with its defaults (``ForecastConfig`` with the
+  period's horizon and encoder length, ``FREQ_DEFAULTS``): the TFT and its LightGBM
+  ensemble member, blended with the weight fitted on the held-out last horizon of the
+  training history; its two members alone are reported too (same run);
+* the peer: a global LightGBM quantile model, M5-winner style (``lgbm_peer.py``: lags,
+  rolling statistics, calendar, covariates with leads, lags and relative values, store
+  attributes; one model per level; its own fixed settings);
+* statsforecast Naive, SeasonalNaive (7 days / 52 weeks), AutoETS(7) on the bakery (no
+  covariates; quantiles from prediction intervals, clipped at 0; unknown weeks filled with
+  the previous known value for them);
+* bakery only, unless skipped: pytorch-forecasting's standard pipeline (ANCHORS settings).
+
+``--quick`` (a few minutes): 60 TFT steps, a small peer, Naive and SeasonalNaive only. The
+last line is one JSON object with every figure.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import warnings
@@ -36,67 +50,106 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from forecast_throughput import (machine, pipeline_dataset, pipeline_frames,  # noqa: E402
                                  pipeline_model, pipeline_trainer)
+from lgbm_peer import LGBMPeer, PeerConfig  # noqa: E402
 
-LEVELS = np.array([0.005, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975, 0.995])
-HORIZON = 28
-KNOWN = ("is_holiday", "is_holiday_next2days", "is_schoolholiday", "promotion_currentweek",
-         "promotion_lastweek", "rain", "temperature")
+ROOT = Path(__file__).resolve().parents[1]
+LEVELS = np.array([0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99])
+ANCHOR_LEVELS = np.array([0.005, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975, 0.995])
+BAKERY_KNOWN = ("is_holiday", "is_holiday_next2days", "is_schoolholiday",
+                "promotion_currentweek", "promotion_lastweek", "rain", "temperature")
+OJ_STATIC = ("AGE60", "EDUC", "ETHNIC", "INCOME", "HHLARGE", "WORKWOM", "HVAL150",
+             "SSTRDIST", "SSTRVOL", "CPDIST5", "CPWVOL5")
+OJ_PATH = ROOT.parent / "shared" / "data" / "oj" / "oj.parquet"
+DATA = {"bakery": {"horizon": 28, "season": 7}, "oj": {"horizon": 12, "season": 52}}
 
 
-def bakery(window: str):
-    """(history panel with future_known, actual demand (105, 28)) for the chosen window."""
+def load(data: str, window: str):
+    """(history panel with future_known, actual demand (n, H), NaN where unknown)."""
     import pyarrow.parquet as pq
     from replenish.engine.contract import ColumnMap
     from replenish.engine.validate import build_panel
-    root = Path(__file__).resolve().parents[1]
-    table = pq.read_table(root / "replenish" / "data" / "bakery.parquet")
-    panel = build_panel(table, ColumnMap(sku="product", location="store", known=KNOWN))
-    history, actual = panel.split_last(HORIZON)
-    if window == "validation":
-        history, actual = history.split_last(HORIZON)
+    if data == "bakery":
+        table = pq.read_table(ROOT / "replenish" / "data" / "bakery.parquet")
+        panel = build_panel(table, ColumnMap(sku="product", location="store", known=BAKERY_KNOWN))
+    else:
+        if not OJ_PATH.exists():
+            sys.exit(f"[replenish] the orange-juice data is not at {OJ_PATH} (it is not "
+                     f"shipped: see ../shared/data/oj/README.md)")
+        table = pq.read_table(OJ_PATH)
+        cols = ColumnMap(sku="brand", location="store", date="week_start", demand="units",
+                         known=("price", "deal", "feat"), static=OJ_STATIC)
+        # as the plan job reads it: --gaps missing, every series to the history's last week
+        panel = build_panel(table, cols, gaps="missing",
+                            end=table.column("week_start").to_numpy().max())
+    h = DATA[data]["horizon"]
+    back = {"test": 0, "validation": 1}.get(window)
+    back = int(window[1:]) if back is None else back
+    history, actual = panel.split_last(h)
+    for _ in range(back):
+        history, actual = history.split_last(h)
     return history, actual
 
 
-def score(name, history, actual, q, levels, seconds) -> dict:
+def score(name, history, actual, q, levels, seconds, spl_levels) -> dict:
     from replenish.engine.metrics import interpolate_quantiles, rmsse, spl
     levels = np.asarray(levels)
     median = q[..., int(np.argmin(np.abs(levels - 0.5)))]
-    q11 = q if np.array_equal(levels, LEVELS) else interpolate_quantiles(q, levels, LEVELS)
+    qs = q if np.array_equal(levels, spl_levels) else interpolate_quantiles(q, levels, spl_levels)
     r = rmsse(actual, median, history.demand, history.indptr)
-    s = spl(actual, q11, LEVELS, history.demand, history.indptr)
-    lo, hi = q11[..., list(LEVELS).index(0.05)], q11[..., list(LEVELS).index(0.95)]
-    cover = float(((actual >= lo) & (actual <= hi)).mean())
-    print(f"{name:34s} RMSSE {r:.3f}   SPL {s:.3f}   90% interval covers {cover:.1%}   "
+    s = spl(actual, qs, spl_levels, history.demand, history.indptr)
+    lo = qs[..., int(np.argmin(np.abs(spl_levels - 0.05)))]
+    hi = qs[..., int(np.argmin(np.abs(spl_levels - 0.95)))]
+    known = np.isfinite(actual)
+    cover = float(((actual >= lo) & (actual <= hi))[known].mean())
+    print(f"{name:44s} RMSSE {r:.3f}   SPL {s:.3f}   90% interval covers {cover:.1%}   "
           f"{seconds:7.1f} s", flush=True)
     return {"rmsse": round(r, 4), "spl": round(s, 4), "coverage_90": round(cover, 4),
             "seconds": round(seconds, 1)}
 
 
-def run_ours(history, quick: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray, float, dict]:
+def run_ours(history, quick: bool, seed: int, overrides: dict | None = None):
+    """The plan job's model with its defaults: (blend, TFT alone, member alone, fit s, info)."""
     from replenish.engine.forecast import ForecastConfig, TFTForecaster
-    # The default config, plus the recalibrated levels (computed after training, so the
-    # model and its default forecasts are the default config's).
-    cfg = ForecastConfig(max_steps=60, val_every=30) if quick else ForecastConfig()
-    cfg.seed = seed
-    cfg.calibrate = True
+    from replenish.engine.panel import FREQ_DEFAULTS
+    settings = {**FREQ_DEFAULTS[history.freq], **(overrides or {}), "seed": seed}  # as _train
+    if quick:
+        settings.update(max_steps=60, val_every=30)
     t = time.perf_counter()
-    f = TFTForecaster(cfg).fit(history)
+    f = TFTForecaster(ForecastConfig(**settings)).fit(history)
     fit = time.perf_counter() - t
-    f.history["recalibrated"] = f.predict(history, calibrated=True)
-    return f.predict(history, calibrated=False), f.levels, fit, f.history
+    tft = f._predict_tft(history)
+    member = f.member.predict(history) if f.member is not None else None
+    info = {"steps": f.history["steps"], "best_step": f.history["best_step"],
+            "stopped": f.history["stopped"], "ensemble": f.history.get("ensemble"),
+            "train_seconds": round(f.history["train_seconds"], 1)}
+    return f.predict(history), tft, member, fit, info
 
 
-def run_pipeline(history, quick: bool, seed: int = 0) -> tuple[np.ndarray, float]:
+def run_peer(history, quick: bool, seed: int, threads: int):
+    cfg = PeerConfig(seed=seed, threads=threads)
+    if quick:
+        cfg.max_rows, cfg.max_rounds = 50_000, 100
+    t = time.perf_counter()
+    peer = LGBMPeer(LEVELS, DATA_H[history.freq], cfg).fit(history)
+    q = peer.predict(history)
+    return q, time.perf_counter() - t, peer.history
+
+
+DATA_H = {"D": 28, "W": 12}
+
+
+def run_pipeline(history, quick: bool, seed: int):
     import torch
-    hist, fut, spec = pipeline_frames(history, 112, HORIZON)
-    cutoff = int(hist.time_idx.max()) - HORIZON
-    training = pipeline_dataset(hist, spec, 112, HORIZON, cutoff=cutoff)
+    horizon = DATA_H[history.freq]
+    hist, fut, spec = pipeline_frames(history, 112, horizon)
+    cutoff = int(hist.time_idx.max()) - horizon
+    training = pipeline_dataset(hist, spec, 112, horizon, cutoff=cutoff)
     validation = type(training).from_dataset(training, hist, predict=True,
                                              stop_randomization=True)
     torch.manual_seed(seed)   # initial weights and the order of the training batches
-    model = pipeline_model(training, LEVELS, {"hidden_size": 32, "attention_heads": 4,
-                                              "hidden_continuous_size": 16, "dropout": 0.1},
-                           learning_rate=1e-3)
+    model = pipeline_model(training, ANCHOR_LEVELS, {"hidden_size": 32, "attention_heads": 4,
+                                                     "hidden_continuous_size": 16,
+                                                     "dropout": 0.1}, learning_rate=1e-3)
     epochs, batches = (1, 20) if quick else (8, 150)
     trainer, _ = pipeline_trainer(epochs, batches, validate=True)
     t = time.perf_counter()
@@ -111,44 +164,61 @@ def run_pipeline(history, quick: bool, seed: int = 0) -> tuple[np.ndarray, float
     idx = q.index
     key = {(str(s), str(l)): i for i, (s, l) in enumerate(zip(history.sku, history.location))}
     order = np.array([key[(str(s), str(l))] for s, l in zip(idx["sku"], idx["location"])])
-    out = np.empty((history.n_series, HORIZON, len(LEVELS)), np.float32)
+    out = np.empty((history.n_series, horizon, len(ANCHOR_LEVELS)), np.float32)
     out[order] = q.output.numpy()
     return np.sort(np.clip(out, 0, None), axis=-1), fit
 
 
-def run_statsforecast(history, models: list[str]) -> dict[str, tuple[np.ndarray, float]]:
+def run_statsforecast(history, models: list[str], season: int):
     import pandas as pd
     from statsforecast import StatsForecast
-    from statsforecast.models import AutoARIMA, AutoETS, SeasonalNaive
+    from statsforecast.models import AutoARIMA, AutoETS, Naive, SeasonalNaive
+    horizon = DATA_H[history.freq]
     s = history.series_of_row
-    df = pd.DataFrame({"unique_id": s, "ds": history.row_dates(), "y": history.demand})
-    make = {"SeasonalNaive": lambda: SeasonalNaive(season_length=7),
-            "AutoETS": lambda: AutoETS(season_length=7),
-            "AutoARIMA": lambda: AutoARIMA(season_length=7)}
+    y = pd.Series(history.demand.astype(np.float64))
+    y = y.groupby(s).transform(lambda v: v.ffill().bfill())   # no unknowns for these models
+    df = pd.DataFrame({"unique_id": s, "ds": history.row_dates(), "y": y.to_numpy()})
+    make = {"Naive": Naive, "SeasonalNaive": lambda: SeasonalNaive(season_length=season),
+            "AutoETS": lambda: AutoETS(season_length=season),
+            "AutoARIMA": lambda: AutoARIMA(season_length=season)}
     pct = sorted({int(round(100 * abs(1 - 2 * lv))) for lv in LEVELS if lv != 0.5})
     out = {}
     for name in models:
         t = time.perf_counter()
-        sf = StatsForecast(models=[make[name]()], freq="D", n_jobs=1)
-        fc = sf.forecast(df=df, h=HORIZON, level=pct).sort_values(["unique_id", "ds"])
-        cols = []
-        for lv in LEVELS:
-            p = int(round(100 * abs(1 - 2 * lv)))
-            cols.append(name if lv == 0.5 else f"{name}-{'lo' if lv < 0.5 else 'hi'}-{p}")
-        q = fc[cols].to_numpy(np.float64).reshape(history.n_series, HORIZON, len(LEVELS))
+        sf = StatsForecast(models=[make[name]()], freq="D" if history.freq == "D" else
+                           f"W-{pd.Timestamp(history.end[0]).day_name()[:3].upper()}", n_jobs=1)
+        fc = sf.forecast(df=df, h=horizon, level=pct).sort_values(["unique_id", "ds"])
+        cols = [name if lv == 0.5 else
+                f"{name}-{'lo' if lv < 0.5 else 'hi'}-{int(round(100 * abs(1 - 2 * lv)))}"
+                for lv in LEVELS]
+        q = fc[cols].to_numpy(np.float64).reshape(history.n_series, horizon, len(LEVELS))
         out[name] = (np.sort(np.clip(q, 0, None), axis=-1), time.perf_counter() - t)
     return out
 
 
+def _mean(rows: list[dict]) -> dict:
+    return {k: round(float(np.mean([r[k] for r in rows])), 4)
+            for k in ("rmsse", "spl", "coverage_90", "seconds")}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", choices=sorted(DATA), default="bakery")
+    ap.add_argument("--window", default="test", help="test, validation, or vK (K horizons earlier)")
+    ap.add_argument("--seeds", default="0", help="comma list of seeds (ours and the peer)")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--window", choices=["test", "validation"], default="test")
+    ap.add_argument("--levels", choices=["model", "anchors"], default="model",
+                    help="score on the 9 model levels, or on ANCHORS.md's 11 bakery levels")
     ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (default 1: faster on the 2-vCPU dev machine)")
-    ap.add_argument("--seed", type=int, default=0,
-                    help="seed of our model and of the pipeline's weights and batches")
-    ap.add_argument("--skip", default="", help="comma list of: ours,pipeline,stats")
+                    help="torch and LightGBM threads (default 1: faster on the shared 2-vCPU "
+                         "dev machine)")
+    ap.add_argument("--skip", default="", help="comma list of: ours,peer,pipeline,stats")
+    ap.add_argument("--forecast", default="{}",
+                    help="JSON of ForecastConfig settings over the defaults (experiments on "
+                         "validation windows; the reported 'ours' runs without)")
+    ap.add_argument("--stats", default=None,
+                    help="statsforecast models (default bakery: SeasonalNaive,AutoETS; oj: "
+                         "Naive,SeasonalNaive)")
     a = ap.parse_args()
     import torch
     torch.set_num_threads(a.threads)
@@ -156,32 +226,65 @@ def main() -> None:
     import logging
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     skip = set(filter(None, a.skip.split(",")))
+    if a.data == "oj":
+        skip.add("pipeline")
+    seeds = [int(s) for s in a.seeds.split(",")]
+    spl_levels = LEVELS if a.levels == "model" else ANCHOR_LEVELS
     info = machine()
     info["torch_threads"] = a.threads
     print(f"machine: {json.dumps(info)}")
-    history, actual = bakery(a.window)
-    print(f"bakery: {history.n_series} series, {a.window} window: the {HORIZON} days after "
-          f"{str(history.end.max())}")
+    history, actual = load(a.data, a.window)
+    print(f"{a.data}: {history.n_series} series, {a.window} window: the "
+          f"{actual.shape[1]} periods after {str(history.end.max())}; "
+          f"{int(np.isnan(actual).sum())} held-out periods unknown (not scored), "
+          f"{int(history.missing.sum())} unknown in the history")
     res: dict = {}
-    if "ours" not in skip:
-        q, lv, fit, hist = run_ours(history, a.quick, a.seed)
-        res["ours"] = score("ours (default config)", history, actual, q, lv, fit)
-        res["ours_recalibrated"] = score("ours, same model, recalibrated", history, actual,
-                                         hist.pop("recalibrated"), lv, fit)
-        res["ours"].update(steps=hist["steps"], stopped=hist["stopped"],
-                           samples_per_s=round(hist["samples_per_s"], 1))
-    if "pipeline" not in skip:
-        q, fit = run_pipeline(history, a.quick, a.seed)
-        res["pipeline"] = score("pytorch-forecasting pipeline", history, actual, q, LEVELS, fit)
+    per_seed: dict[str, list] = {}
+
+    def add(name, label, q, lv, sec):
+        per_seed.setdefault(name, []).append(score(label, history, actual, q, lv, sec, spl_levels))
+
+    for seed in seeds:
+        if "ours" not in skip:
+            q, tft, member, fit, hist = run_ours(history, a.quick, seed, json.loads(a.forecast))
+            add("ours", f"ours, plan defaults (seed {seed})", q, LEVELS, fit)
+            per_seed["ours"][-1].update(hist)
+            add("ours_tft_alone", "  its TFT alone", tft, LEVELS, fit)
+            if member is not None:
+                add("ours_lightgbm_member_alone", "  its LightGBM member alone", member, LEVELS,
+                    fit)
+        if "peer" not in skip:
+            q, sec, hist = run_peer(history, a.quick, seed, a.threads)
+            add("lightgbm_peer", f"LightGBM peer, M5 style (seed {seed})", q, LEVELS, sec)
+            per_seed["lightgbm_peer"][-1].update(rounds=hist["rounds"], rows=hist["rows"])
+        if "pipeline" not in skip:
+            q, fit = run_pipeline(history, a.quick, seed)
+            add("pipeline", f"pytorch-forecasting pipeline (seed {seed})", q, ANCHOR_LEVELS, fit)
     if "stats" not in skip:
-        models = ["SeasonalNaive"] if a.quick else ["SeasonalNaive", "AutoETS", "AutoARIMA"]
-        for name, (q, sec) in run_statsforecast(history, models).items():
-            res[name] = score(f"statsforecast {name}(7)", history, actual, q, LEVELS, sec)
-    if "ours" in res and "pipeline" in res:
-        res["fit_time_ratio_pipeline_over_ours"] = round(
-            res["pipeline"]["seconds"] / res["ours"]["seconds"], 2)
-    print(json.dumps({"benchmark": "accuracy", "quick": a.quick, "window": a.window,
-                      "seed": a.seed, "machine": info, "date": time.strftime("%Y-%m-%d"), **res}))
+        models = a.stats.split(",") if a.stats else (
+            ["Naive", "SeasonalNaive"] if a.quick or a.data == "oj" else
+            ["SeasonalNaive", "AutoETS"])
+        season = DATA[a.data]["season"]
+        for name, (q, sec) in run_statsforecast(history, models, season).items():
+            add(name, f"statsforecast {name}" + (f"({season})" if name != "Naive" else ""),
+                q, LEVELS, sec)
+    for name, rows in per_seed.items():
+        res[name] = {"mean": _mean(rows), "per_seed": rows}
+    if len(seeds) > 1:
+        print(f"means over seeds {seeds}:")
+        for name, r in res.items():
+            m = r["mean"]
+            print(f"  {name:42s} RMSSE {m['rmsse']:.3f}   SPL {m['spl']:.3f}")
+    if "ours" in res and "lightgbm_peer" in res:
+        o, p = res["ours"]["mean"], res["lightgbm_peer"]["mean"]
+        res["ratio_ours_over_peer"] = {"rmsse": round(o["rmsse"] / p["rmsse"], 4),
+                                       "spl": round(o["spl"] / p["spl"], 4)}
+        print(f"ours / LightGBM peer: RMSSE x{o['rmsse'] / p['rmsse']:.3f}, "
+              f"SPL x{o['spl'] / p['spl']:.3f} (below 1: ours more accurate)")
+    print(json.dumps({"benchmark": "accuracy", "data": a.data, "quick": a.quick,
+                      "forecast": json.loads(a.forecast),
+                      "window": a.window, "seeds": seeds, "levels": a.levels, "machine": info,
+                      "date": time.strftime("%Y-%m-%d"), **res}))
 
 
 if __name__ == "__main__":

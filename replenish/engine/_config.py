@@ -63,6 +63,12 @@ class ForecastConfig:
         the caches (1.5x the series/s of 1024 on the 2-core dev machine); 8192 on CUDA).
     fit_sample_series, val_series : int
         Series in the dataset used to fit encoders; maximum validation series.
+    ensemble : {"lightgbm", None}
+        "lightgbm": a LightGBM quantile member (:mod:`replenish.engine.gbm`) is trained
+        beside the TFT, on the same history with the same held-out last horizon, and the
+        forecasts are the quantile average ``w * TFT + (1 - w) * LightGBM`` with the weight
+        ``w`` fitted on those held-out periods (their scaled pinball loss, SPL). None: the
+        TFT alone (also "none", for TOML). Needs ``validation``.
     """
 
     horizon: int = 28
@@ -92,6 +98,7 @@ class ForecastConfig:
     predict_batch_size: int = 0
     fit_sample_series: int = 256
     val_series: int = 4096
+    ensemble: str | None = "lightgbm"
 
     def __post_init__(self) -> None:
         self.quantiles = tuple(float(q) for q in self.quantiles)
@@ -102,6 +109,10 @@ class ForecastConfig:
             raise ValueError("horizon must be >= 1 and encoder_length >= 2 periods")
         if self.target_transform not in (None, "log1p", "softplus", "relu"):
             raise ValueError(f"target_transform {self.target_transform!r} not supported")
+        if self.ensemble in ("none", "", False):   # TOML has no null
+            self.ensemble = None
+        if self.ensemble not in (None, "lightgbm"):
+            raise ValueError(f"ensemble must be 'lightgbm' or None, got {self.ensemble!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

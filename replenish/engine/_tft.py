@@ -512,7 +512,9 @@ def train(runner: Runner, sampler, plan, levels: torch.Tensor, *, steps: int, ba
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda i: 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(i, steps) / max(steps, 1))))
     val = plan.validation(rng, val_series)
-    hist: dict = {"train_loss": [], "val_loss": [], "best_step": 0, "stopped": "max_steps"}
+    # (elapsed_s: seconds since the start at each recorded step, for a progress display)
+    hist: dict = {"train_loss": [], "val_loss": [], "elapsed_s": [], "best_step": 0,
+                  "stopped": "max_steps", "max_steps": steps, "time_budget_s": time_budget_s}
     best, best_state, bad, run_loss, run_n = float("inf"), None, 0, None, 0
     t0 = t_warm = time.perf_counter()
     step = 0
@@ -541,6 +543,7 @@ def train(runner: Runner, sampler, plan, levels: torch.Tensor, *, steps: int, ba
                      time.perf_counter() - t0, time_budget_s)
         if validating:
             hist["train_loss"].append((step, float(run_loss) / run_n))
+            hist["elapsed_s"].append((step, round(time.perf_counter() - t0, 3)))
             run_loss, run_n = None, 0
             if len(val[0]):
                 v = evaluate(runner, sampler, val, levels, loss_floor, predict_batch_size, luts)

@@ -88,6 +88,10 @@ class TFTForecaster:
         self.arch: dict[str, Any] | None = None
         #: Recalibrated levels (one per quantile level), or None: forecasts as trained.
         self.calibrated_levels: np.ndarray | None = None
+        #: The LightGBM member of the ensemble (``config.ensemble``) and the TFT's weight in
+        #: the quantile average, or None / 1.0: the TFT alone.
+        self.member = None
+        self.tft_weight = 1.0
         self._device = _device(self.config.device)
 
     # ---- training ----------------------------------------------------------------------
@@ -151,6 +155,9 @@ class TFTForecaster:
         if cfg.calibrate and holdout and plan.holdout:
             self.calibrated_levels = self._calibrate(runner, sampler, plan)
             hist["calibrated_levels"] = self.calibrated_levels.tolist()
+        self.member, self.tft_weight = None, 1.0
+        if cfg.ensemble and holdout and plan.holdout:
+            hist["ensemble"] = self._fit_member(panel)
         hist.update(prepare_seconds=prep, fit_seconds=time.perf_counter() - t0,
                     device=str(self._device), series=panel.n_series,
                     unknown_keys=sampler.n_unknown_keys,
@@ -182,8 +189,38 @@ class TFTForecaster:
                  np.round(self.levels, 3).tolist(), np.round(new, 4).tolist())
         return new
 
+    def _fit_member(self, panel: Panel) -> dict[str, Any]:
+        """Train the LightGBM member on ``panel`` (its last horizon held out, as the TFT's)
+        and fit the TFT's weight in the quantile average on those held-out periods."""
+        from . import metrics
+        from .gbm import GBMConfig, GBMForecaster
+        cfg, h = self.config, self.config.horizon
+        t0 = time.perf_counter()
+        member = GBMForecaster(self.levels, h, GBMConfig(seed=cfg.seed,
+                                                         threads=torch.get_num_threads()))
+        member.fit(panel, holdout=h)
+        # forecasts of the held-out periods from the history before them, by both members
+        long = np.flatnonzero(panel.lengths > h + 2)
+        rng = np.random.default_rng(cfg.seed + 2)
+        if len(long) > cfg.val_series:
+            long = np.sort(rng.choice(long, cfg.val_series, replace=False))
+        before, actual = panel.take(long).split_last(h)
+        q_tft = self._predict_tft(before, calibrated=True)
+        q_gbm = member.predict(before)
+        grid = np.round(np.arange(0.0, 1.0001, 0.05), 2)
+        losses = [metrics.spl(actual, w * q_tft + (1 - w) * q_gbm, self.levels,
+                              before.demand, before.indptr) for w in grid]
+        best = int(np.nanargmin(losses))
+        self.member, self.tft_weight = member, float(grid[best])
+        info = {"member": "lightgbm", "tft_weight": self.tft_weight,
+                "spl_tft": float(losses[-1]), "spl_lightgbm": float(losses[0]),
+                "spl_blend": float(losses[best]), "rounds": member.history["rounds"],
+                "seconds": time.perf_counter() - t0}
+        log.info("ensemble: TFT weight %.2f (held-out SPL: TFT %.4f, LightGBM %.4f, blend "
+                 "%.4f)", self.tft_weight, losses[-1], losses[0], losses[best])
+        return info
+
     # ---- prediction --------------------------------------------------------------------
-    @torch.no_grad()
     def predict(self, panel: Panel, calibrated: bool = True,
                 as_tensor: bool = False) -> np.ndarray | torch.Tensor:
         """Quantile forecasts of the ``horizon`` periods after each series' end.
@@ -196,8 +233,8 @@ class TFTForecaster:
             must hold the known covariates of the horizon when the model uses any.
 
         calibrated : bool
-            Read the forecasts at the recalibrated levels (when the model has them, see
-            ``ForecastConfig.calibrate``); False gives the network's raw quantiles.
+            Read the TFT's forecasts at the recalibrated levels (when the model has them,
+            see ``ForecastConfig.calibrate``); False gives the network's raw quantiles.
         as_tensor : bool
             Return a torch tensor on the model's device instead of a NumPy array: on a GPU
             the forecasts then stay there (the plan job hands them to the CuPy kernels
@@ -206,13 +243,30 @@ class TFTForecaster:
         Returns
         -------
         ndarray or Tensor of float32, shape (n_series, horizon, Q)
-            Demand quantiles, units per period, >= 0 and non-decreasing along Q.
+            Demand quantiles, units per period, >= 0 and non-decreasing along Q: the TFT's,
+            or with an ensemble member the weighted average of both members' quantiles
+            (the LightGBM member runs on the host).
 
         Notes
         -----
         On a GPU the panel's arrays are copied to the device once and every batch is
-        gathered there; the forecasts are sorted, clipped and (re)calibrated there too.
+        gathered there; the TFT's forecasts are sorted, clipped and (re)calibrated there too.
         """
+        q = self._predict_tft(panel, calibrated, as_tensor)
+        if self.member is None or self.tft_weight >= 1.0:
+            return q
+        gbm = self.member.predict(panel)
+        if as_tensor:
+            g = torch.as_tensor(gbm, device=q.device)
+            return torch.sort((self.tft_weight * q + (1.0 - self.tft_weight) * g).clamp_(min=0),
+                              dim=-1).values
+        q = self.tft_weight * q + (1.0 - self.tft_weight) * gbm
+        return np.sort(np.clip(q, 0, None), -1).astype(np.float32)
+
+    @torch.no_grad()
+    def _predict_tft(self, panel: Panel, calibrated: bool = True,
+                     as_tensor: bool = False) -> np.ndarray | torch.Tensor:
+        """The TFT's own quantile forecasts (see :meth:`predict`)."""
         if self.model is None:
             raise RuntimeError("predict: the forecaster is not trained; call fit() or load()")
         spec = self.spec
@@ -264,7 +318,11 @@ class TFTForecaster:
         meta = {"config": self.config.to_dict(), "spec": self.spec.to_dict(),
                 "arch": self.arch, "history": _jsonable(self.history),
                 "calibrated_levels": None if self.calibrated_levels is None
-                else [float(v) for v in self.calibrated_levels]}
+                else [float(v) for v in self.calibrated_levels],
+                "ensemble": None if self.member is None
+                else {"member": "lightgbm", "tft_weight": self.tft_weight, "folder": "gbm"}}
+        if self.member is not None:   # written before model.json, which names it
+            self.member.save(Path(path) / "gbm")
         _tft.save_checkpoint(path, self.model.state_dict(), meta)
 
     @classmethod
@@ -277,6 +335,11 @@ class TFTForecaster:
         self.history = meta.get("history", {})
         cal = meta.get("calibrated_levels")
         self.calibrated_levels = None if cal is None else np.asarray(cal, dtype=np.float64)
+        ens = meta.get("ensemble")
+        if ens:
+            from .gbm import GBMForecaster
+            self.member = GBMForecaster.load(Path(path) / ens["folder"])
+            self.tft_weight = float(ens["tft_weight"])
         return self
 
     # ---- internals ---------------------------------------------------------------------

@@ -43,7 +43,7 @@ def test_checkpoint_round_trip_gives_identical_forecasts(fitted, tmp_path):
     panel, f = fitted
     path = tmp_path / "model"
     f.save(path)
-    assert sorted(p.name for p in path.iterdir()) == ["model.json", "weights.pt"]
+    assert sorted(p.name for p in path.iterdir()) == ["gbm", "model.json", "weights.pt"]
     state = torch.load(path / "weights.pt", weights_only=True)    # tensors only: safe
     assert all(isinstance(v, torch.Tensor) for v in state.values())
     g = TFTForecaster.load(path, device="cpu")

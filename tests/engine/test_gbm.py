@@ -1,0 +1,82 @@
+"""The LightGBM ensemble member: its rows, its quantiles, its round trip, the blend."""
+import numpy as np
+import pytest
+
+from forecast_helpers import toy_panel
+from replenish.engine.forecast import ForecastConfig, TFTForecaster
+from replenish.engine.gbm import GBMConfig, GBMForecaster, _rolling_max, _rolling_mean
+
+LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
+SMALL = GBMConfig(max_rounds=20, min_data_in_leaf=5, num_leaves=7, threads=1)
+
+
+def _weekly(seed=0):
+    panel = toy_panel(lengths=[70, 70, 40, 70, 9], freq="W", seed=seed, with_future=6)
+    unknown = panel.indptr[1] + np.array([10, 11, 30, 61, 68])
+    panel.demand[unknown] = np.nan
+    return panel
+
+
+def test_rolling_statistics_match_a_loop():
+    rng = np.random.default_rng(0)
+    y = rng.poisson(5, (3, 40)).astype(float)
+    y[rng.random(y.shape) < 0.2] = np.nan
+    for w in (1, 4, 13):
+        mean, _ = _rolling_mean(y, w)
+        mx = _rolling_max(y, w)
+        for i in range(3):
+            for j in range(40):
+                block = y[i, max(0, j - w + 1):j + 1]
+                block = block[np.isfinite(block)]
+                assert (np.isnan(mean[i, j]) if len(block) == 0
+                        else mean[i, j] == pytest.approx(block.mean()))
+                assert (np.isnan(mx[i, j]) if len(block) == 0 else mx[i, j] == block.max())
+
+
+def test_unknown_periods_are_never_targets_and_quantiles_are_sorted(tmp_path):
+    panel = _weekly()
+    m = GBMForecaster(LEVELS, 6, SMALL).fit(panel, holdout=6)
+    # brute force: every (series, origin, step) whose target is known, before the holdout,
+    # with some known demand in the origin's last season (the level)
+    t = int(panel.lengths.max())
+    expected = 0
+    for s in range(panel.n_series):
+        y = np.full(t, np.nan)
+        y[t - panel.lengths[s]:] = panel.demand[panel.indptr[s]:panel.indptr[s + 1]]
+        for o in range(t - 1):
+            if not np.isfinite(y[max(0, o - 51):o + 1]).any():
+                continue
+            expected += sum(1 for k in range(1, 7) if o + k < t - 6 and np.isfinite(y[o + k]))
+    assert m.history["rows"] == expected
+    q = m.predict(panel)
+    assert q.shape == (5, 6, 5) and q.dtype == np.float32
+    assert np.isfinite(q).all() and (q >= 0).all() and (np.diff(q, axis=-1) >= 0).all()
+    m.save(tmp_path / "gbm")
+    np.testing.assert_array_equal(GBMForecaster.load(tmp_path / "gbm").predict(panel), q)
+    other = toy_panel(lengths=[70, 3], freq="W", seed=4, with_future=6, static=False)
+    with pytest.raises(ValueError):
+        m.predict(toy_panel(lengths=[70], freq="W", observed=False, with_future=6))
+    assert other.n_series == 2
+
+
+def test_ensemble_blends_the_members_with_the_fitted_weight(tmp_path):
+    panel = _weekly(1)
+    cfg = ForecastConfig(horizon=6, encoder_length=12, hidden_size=8, hidden_continuous_size=4,
+                         attention_heads=1, batch_size=32, max_steps=20, val_every=10,
+                         quantiles=LEVELS)
+    f = TFTForecaster(cfg).fit(panel)
+    info = f.history["ensemble"]
+    assert f.member is not None and 0.0 <= f.tft_weight <= 1.0
+    assert info["spl_blend"] <= min(info["spl_tft"], info["spl_lightgbm"]) + 1e-12
+    w = f.tft_weight
+    blend = np.sort(np.clip(w * f._predict_tft(panel) + (1 - w) * f.member.predict(panel),
+                            0, None), -1)
+    q = f.predict(panel)
+    np.testing.assert_allclose(q, blend, rtol=1e-6, atol=1e-5)
+    assert (np.diff(q, axis=-1) >= 0).all() and (q >= 0).all()
+    f.save(tmp_path / "model")
+    g = TFTForecaster.load(tmp_path / "model", device="cpu")
+    assert g.tft_weight == f.tft_weight
+    np.testing.assert_array_equal(g.predict(panel), q)
+    alone = TFTForecaster(ForecastConfig(**{**cfg.to_dict(), "ensemble": None})).fit(panel)
+    assert alone.member is None and "ensemble" not in alone.history
