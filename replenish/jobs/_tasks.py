@@ -104,18 +104,29 @@ def train_task(stage: str, shards: list[int], spec: dict[str, Any], model_dir: s
                max_series: int, init_from: str | None = None) -> dict[str, Any]:
     """Train the global model on the series of ``shards`` (at most ``max_series``) and save it.
 
-    Training is the only task running, so it uses every core of its machine; the worker's
-    thread count is restored afterwards, so the shard tasks that follow, one per worker,
-    do not oversubscribe the cores.
+    Training is the only task running, so it may use the cores of its machine
+    (:func:`train_threads`); the worker's thread count is restored afterwards, so the shard
+    tasks that follow, one per worker, do not oversubscribe the cores.
     """
     import torch
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(train_threads())
     try:
         return _train(stage, shards, spec, model_dir, max_series, init_from)
     finally:
         torch.set_num_threads(threads)
+
+
+def train_threads() -> int:
+    """Threads of the training task: every core, but one on a machine of two or fewer.
+
+    Measured on the 2-vCPU development machine: a second OpenMP thread does not speed up a
+    step of the default model (hidden 32), and while another process is busy two threads
+    spin-wait for each other and run 5-50x slower (``benchmarks/RESULTS.md``).
+    """
+    cores = os.cpu_count() or 1
+    return 1 if cores <= 2 else cores
 
 
 def _train(stage: str, shards: list[int], spec: dict[str, Any], model_dir: str,

@@ -10,6 +10,7 @@ TOML = """
 [data]
 history = "h.parquet"
 negative = "clip"
+gaps = "missing"
 [columns]
 sku = "item_id"
 location = "store_id"
@@ -48,6 +49,13 @@ def test_toml_and_flags(tmp_path):
     assert _config_from_args(args).align_end is False
     args = _build_parser().parse_args(["plan", "--config", str(p), "--categorical-cols", "event,promo"])
     assert _config_from_args(args).columns.categorical == ("event", "promo")
+    assert cfg.gaps == "missing"
+    args = _build_parser().parse_args(["plan", "--config", str(p), "--gaps", "zero"])
+    assert _config_from_args(args).gaps == "zero"
+    assert PlanConfig.build(None).gaps == "zero"
+    args = _build_parser().parse_args(["evaluate", "--run", "r", "--history", "h", "--out", "e",
+                                       "--gaps", "missing"])
+    assert args.gaps == "missing"
 
 
 def test_unknown_section_and_default_keys_rejected(tmp_path):
