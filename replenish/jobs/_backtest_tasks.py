@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy.special import ndtri
 
-from ..engine.contract import ColumnMap, DataError, InventoryDefaults
+from ..engine.contract import ColumnMap, DataError
 from ..engine.io import write_parquet_atomic
 from ..engine.metrics import history_scales, pinball
 from ..engine.panel import FREQ_STEP_DAYS, Panel
