@@ -198,7 +198,10 @@ def _simulate_shard(stage, shard, spec, bt, out_dir, t0):
         return {"shard": shard, "series": 0, "seconds": 0.0, "excluded": excluded}
     kw = plan_kwargs(inv, spec, step)
     actual = _dense(panel, first_day, horizon_sim)
-    actual = np.where(np.isfinite(actual), actual, 0.0)   # aligned ends: NaN only past an early end
+    # unknown periods (--gaps missing) have no demand in the simulation: nothing is sold or
+    # short on them; they are counted (ends are aligned, so no other period is NaN)
+    unknown = int((~np.isfinite(actual)).sum())
+    actual = np.where(np.isfinite(actual), actual, 0.0)
     t_hist = int((origins[-1] - panel.start.min()).astype(np.int64) // step) + 1
     hist_all = _dense(panel, panel.start.min(), t_hist + horizon_sim)
     review = np.maximum(np.round(kw["review_period"]), 1.0)
@@ -297,4 +300,5 @@ def _simulate_shard(stage, shard, spec, bt, out_dir, t0):
               "stockout_cost", "ordering_cost", "waste_cost"):
         cols[c] = tot[c].reshape(-1)
     write_parquet_atomic(pa.table(cols), out / f"series-{shard:05d}.parquet")
-    return {"shard": shard, "series": n, "excluded": excluded, "seconds": time.perf_counter() - t0}
+    return {"shard": shard, "series": n, "excluded": excluded, "unknown_periods": unknown,
+            "seconds": time.perf_counter() - t0}

@@ -390,6 +390,8 @@ def _aggregate(out: Path, sim_dir: Path, manifest: dict, settings: BacktestSetti
     excluded = sum(int(d.get("excluded", 0)) for d in manifest["simulated"].values())
     result = {"out": str(out), "series": int(sum(int(d.get("series", 0)) for d in manifest["simulated"].values())),
               "excluded_new_series": excluded, "origins": list(manifest["origins"]),
+              "unknown_periods": sum(int(d.get("unknown_periods", 0))
+                                     for d in manifest["simulated"].values()),
               "service_measure": measure, "curves": curves,
               "inventory_reduction_at_equal_service": headline["reduction"],
               "equal_service": headline, "equal_service_by_target": per_target,
@@ -473,6 +475,9 @@ def print_backtest(summary: dict[str, Any]) -> None:
     measure = summary["service_measure"]
     line(f"backtest of {summary['series']} SKU-locations over {len(summary['origins'])} origins "
          f"({summary['origins'][0]} ... {summary['origins'][-1]}), in {summary.get('seconds', 0):.0f} s")
+    if summary.get("unknown_periods"):
+        line(f"  ({summary['unknown_periods']} SKU-location periods of unknown demand, --gaps "
+             f"missing, are simulated without demand)")
     if summary.get("excluded_new_series"):
         line(f"  ({summary['excluded_new_series']} SKU-locations without history at the first "
              f"origin are not simulated)")

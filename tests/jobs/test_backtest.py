@@ -44,6 +44,10 @@ def test_backtest_end_to_end_with_a_failure_and_a_resume(tmp_path, capsys, monke
                      "demand": np.full(10, 3.0), "price": np.full(10, 1.5),
                      "promo": np.zeros(10, np.int8), "category": ["C0"] * 10})
     hist = pa.concat_tables([hist, late.cast(hist.schema)])
+    # five days without a row in the simulated weeks: unknown demand (--gaps missing)
+    d = hist.to_pandas()
+    gone = (d.sku == "S0") & (d.location == "L0") & pd.to_datetime(d.date).between("2024-03-18", "2024-03-22")
+    hist = pa.Table.from_pandas(d[~gone], schema=hist.schema, preserve_index=False)
     pq.write_table(hist, tmp_path / "history.parquet")
     pq.write_table(_inventory(hist), tmp_path / "inventory.parquet")
     cfg = tmp_path / "job.toml"
@@ -54,7 +58,7 @@ def test_backtest_end_to_end_with_a_failure_and_a_resume(tmp_path, capsys, monke
             "--inventory", str(tmp_path / "inventory.parquet"), "--out", str(out),
             "--config", str(cfg), "--known-cols", "price,promo", "--static-cols", "category",
             "--origins", "3", "--targets", "0.7,0.95", "--method", "normal",
-            "--finetune-steps", "6", "--n-workers", "2"]
+            "--finetune-steps", "6", "--n-workers", "2", "--gaps", "missing"]
     job, settings = backtest_config(_build_parser().parse_args(argv))
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                       dashboard_address=None) as cluster, Client(cluster) as client:
@@ -111,6 +115,7 @@ def test_backtest_end_to_end_with_a_failure_and_a_resume(tmp_path, capsys, monke
     assert set(by_origin.origin) == set(origins)
     res = json.loads((out / "backtest.json").read_text())
     assert res["excluded_new_series"] == 1 and res["service_measure"] == "cycle_service_level"
+    assert res["unknown_periods"] == 5   # SKU-location days of unknown demand
     assert set(res["curves"]) == {"replenish", "classical"}
     assert "inventory_reduction_at_equal_service" in res
 
