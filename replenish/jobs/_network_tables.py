@@ -38,7 +38,7 @@ def _examples(values, k: int = 3) -> str:
 
 
 def _source_table(src: Any, name: str) -> pa.Table:
-    from .api import _as_source
+    from ._sources import as_source as _as_source
     t = _as_source(src, name=name)
     return t if isinstance(t, pa.Table) else read_table(t)
 

@@ -10,50 +10,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from ..engine.contract import ColumnMap
+from ._sources import as_source as _as_source
 from .config import PlanConfig
 from .plan import run_plan
 
 __all__ = ["plan", "train", "forecast"]
 
 log = logging.getLogger("replenish")
-
-
-def _from_pandas(df: Any, name: str) -> pa.Table:
-    """A pandas DataFrame as a pyarrow Table. An object column mixing Python types (ids
-    that are sometimes int, sometimes str) becomes text, logged; the job's rules then read
-    it (keys compare as text anyway)."""
-    try:
-        return pa.Table.from_pandas(df, preserve_index=False)
-    except (pa.ArrowTypeError, pa.ArrowInvalid):
-        mixed = [c for c in df.columns if df[c].dtype == object
-                 and df[c].dropna().map(type).nunique() > 1]
-        if not mixed:
-            raise
-        log.warning("%s: column(s) %s mix Python types (e.g. int and str): read as text",
-                    name, mixed)
-        df = df.assign(**{c: df[c].astype("string") for c in mixed})
-        return pa.Table.from_pandas(df, preserve_index=False)
-
-
-def _as_source(x: Any, tmp: Path | None = None, name: str = "input") -> Any:
-    """A path/URL or pyarrow Table the job can read (``tmp``: where a Dask DataFrame is
-    written; without it, one is computed in memory)."""
-    if x is None or isinstance(x, (str, Path, pa.Table)):
-        return str(x) if isinstance(x, Path) else x
-    mod = type(x).__module__
-    if mod.startswith("pandas"):
-        return _from_pandas(x, name)
-    if mod.startswith("dask"):
-        if tmp is None:
-            return _from_pandas(x.compute(), name)
-        # A Dask DataFrame is written partition by partition, never collected on the client.
-        path = tmp / name
-        x.to_parquet(str(path), write_index=False)
-        return str(path)
-    raise TypeError(f"{name}: expected a path, pyarrow.Table, pandas or Dask DataFrame, got {type(x)}")
 
 
 def _run(stages, history, inventory=None, out=None, *, future=None, columns=None,
@@ -72,7 +36,7 @@ def _run(stages, history, inventory=None, out=None, *, future=None, columns=None
         cfg.out = str(out) if out is not None else str(tmp / "out")
         summary = run_plan(cfg, stages=stages, overwrite=overwrite, client=client)
         if return_tables or (return_tables is None and out is None):
-            from .plan import read_output
+            from ._outputs import read_output
             for name in ("forecasts", "orders"):
                 if (Path(cfg.out) / name).exists():
                     summary[name] = read_output(cfg.out, name)

@@ -86,7 +86,7 @@ class BudgetSettings:
 
     def _table(self) -> pa.Table:
         from ..engine.io import read_table
-        from .api import _as_source
+        from ._sources import as_source as _as_source
         src = _as_source(self.table, name="budget table")
         return src if isinstance(src, pa.Table) else read_table(src)
 

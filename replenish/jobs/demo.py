@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..data import BAKERY_COLUMNS, bakery_inventory, bakery_path, load_bakery
 from ..engine.io import write_parquet_atomic
-from .cli import print_summary
+from ._summary import print_summary
 from .config import PlanConfig
 from .plan import run_plan
 

@@ -72,8 +72,8 @@ def place_safety_stock(run: str | Path, network: Any, out: str | Path | None = N
     """
     import pandas as pd
 
-    from .api import _as_source
-    from .plan import read_output, run_forecasts, run_freq
+    from ._sources import as_source as _as_source
+    from ._outputs import read_output, run_forecasts, run_freq
 
     t0 = time.perf_counter()
     run = Path(run)

@@ -76,8 +76,8 @@ def evaluate_run(run: str | Path, history: Any, out: str | Path | None = None, *
     dict
         The summary, plus ``"series_table"``: the per-SKU-location pyarrow Table.
     """
-    from .api import _as_source
-    from .plan import read_output, run_forecasts, run_freq
+    from ._sources import as_source as _as_source
+    from ._outputs import read_output, run_forecasts, run_freq
 
     t0 = time.perf_counter()
     run = Path(run)

@@ -450,7 +450,9 @@ def run_network_job(cl, cfg, out: Path, manifest: dict, stage: Path, spec: dict,
     """Steps 1-4 of the module docstring inside :func:`replenish.jobs.plan.run_plan`."""
     from . import _sharding
     from ._tasks import network_store_task, optimize_shard_task, plan_shard_task, write_output
-    from .plan import _remove_unrecorded, _run_shards, _shard_files_ok, _write_manifest
+    from ._outputs import write_manifest as _write_manifest
+    from ._shard_runs import remove_unrecorded as _remove_unrecorded
+    from ._shard_runs import run_shards as _run_shards, shard_files_ok as _shard_files_ok
 
     net, dc = inputs
     n_shards = manifest["n_shards"]
@@ -465,7 +467,8 @@ def run_network_job(cl, cfg, out: Path, manifest: dict, stage: Path, spec: dict,
         _say(f"forecast: {len(todo)} shards to do, {n_shards - len(todo)} already done")
         _remove_unrecorded(out, manifest, todo, subs=("forecasts",))
         _run_shards(cl, out, manifest, todo, plan_shard_task, (str(stage),),
-                    ({**spec, "stage_forecasts": True}, model_dir, str(out), ("forecast",)))
+                    ({**spec, "stage_forecasts": True}, model_dir, str(out), ("forecast",)),
+                    label="forecast")
         timings["forecast_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     parts = cl.gather([cl.submit(network_store_task, str(stage), s, spec, pure=False)
@@ -490,12 +493,13 @@ def run_network_job(cl, cfg, out: Path, manifest: dict, stage: Path, spec: dict,
     _say(f"optimize: {len(todo)} shards to do, {n_shards - len(todo)} already done")
     _remove_unrecorded(out, manifest, todo, subs=("orders", "exceptions", "highlights"))
     _run_shards(cl, out, manifest, todo, optimize_shard_task, (str(stage),),
-                ({**spec, "has_echelon": True}, str(out)), record="optimize_shards")
+                ({**spec, "has_echelon": True}, str(out)), label="optimize",
+                record="optimize_shards")
     timings["optimize_s"] = time.perf_counter() - t0
     files: dict[str, Any] = {}
     shutil_rm(out / "dc_orders")
     if dc is not None:
-        from .plan import read_output
+        from ._outputs import read_output
         orders = read_output(out, "orders", columns=["sku", "location", "inventory_position",
                                                      "order_up_to"])
         import pyarrow.dataset as pds

@@ -32,94 +32,20 @@ import pyarrow as pa
 from ..engine.contract import DataError, InventoryDefaults
 from ..engine.io import open_dataset
 from ..engine.validate import (KEY_CONSTANT, check_inventory_rows, check_rows, constant_keys,
-                               examples_text, gap_rules, infer_freq, key_text,
-                               missing_hint)
+                               examples_text, gap_rules, missing_hint)
 from . import _messages, _profile, _progress, _sharding
 from ._tasks import (compute_shard_task, optimize_shard_task, plan_shard_task, prepare_shard_task,
                      train_task, write_shard_task)
 from .cluster import connect, gpu_resources
+from ._outputs import JobError, read_manifest, read_output, run_forecasts, run_freq
+from ._outputs import write_manifest as _write_manifest
+from ._shard_runs import remove_unrecorded as _remove_unrecorded
+from ._shard_runs import run_shards as _run_shards, shard_files_ok as _shard_files_ok
 from .config import PlanConfig
 
 __all__ = ["run_plan", "JobError", "read_manifest", "read_output", "run_forecasts", "run_freq"]
 
 log = logging.getLogger("replenish")
-
-
-class JobError(RuntimeError):
-    """A job failed; the message lists each failed shard and why."""
-
-
-def read_manifest(out: str | Path) -> dict[str, Any]:
-    p = Path(out) / "manifest.json"
-    return json.loads(p.read_text()) if p.exists() else {}
-
-
-def run_forecasts(out: str | Path) -> pa.Table:
-    """The forecasts a finished job planned from: its own, or for an ``optimize`` job those
-    it read (``--forecasts``, as recorded in its manifest)."""
-    out = Path(out)
-    if (out / "forecasts").exists():
-        return read_output(out, "forecasts")
-    src = (read_manifest(out).get("config") or {}).get("forecasts")
-    if isinstance(src, str) and "://" not in src and Path(src).exists():
-        p = Path(src)
-        if (p / "forecasts").exists():
-            return read_output(p, "forecasts")
-        if p.name == "forecasts":
-            return read_output(p.parent, "forecasts")
-    raise DataError(f"{out} holds no forecasts, and the forecasts it was planned from "
-                    f"({src}) are not a readable job output; give the plan or forecast job's "
-                    f"folder")
-
-
-def run_freq(out: str | Path, forecasts: pa.Table | None = None) -> str:
-    """The period ("D" or "W") of a finished job's outputs: as recorded in its manifest; for
-    a job that recorded none, its model's; else the smallest step between two forecast dates
-    of one SKU-location (a one-period horizon without either: "D")."""
-    manifest = read_manifest(out)
-    freq = (manifest.get("summary") or {}).get("freq")
-    if freq:
-        return freq
-    model = (manifest.get("config") or {}).get("model") or Path(out) / "model"
-    if (Path(model) / "model.json").exists():   # runs from before the period was recorded
-        return json.loads((Path(model) / "model.json").read_text())["spec"]["freq"]
-    if forecasts is None:
-        forecasts = read_output(out, "forecasts", columns=["sku", "location", "date"])
-    import pandas as pd
-    series = pd.factorize(pd.MultiIndex.from_arrays([key_text(forecasts.column("sku")),
-                                                     key_text(forecasts.column("location"))]))[0]
-    days = forecasts.column("date").to_numpy().astype("datetime64[D]")
-    order = np.lexsort((days, series))
-    return infer_freq(series[order], days[order])
-
-
-def read_output(out: str | Path, name: str = "orders", columns: list[str] | None = None) -> pa.Table:
-    """One output dataset of a job (``"orders"`` or ``"forecasts"``) as a pyarrow Table.
-
-    The datasets are hive-partitioned by location; this restores the location column's
-    original type (recorded in the manifest), which a plain hive read would infer from the
-    folder names.
-    """
-    import pyarrow.dataset as pds
-    key = "node" if name == "dc_orders" else "location"     # dc_orders: the network's node ids
-    typ = _sharding.partition_type(read_manifest(out).get("key_types", {}).get(key))
-    # the folder names parsed as the recorded type: int64 stays int64, "0042" stays text
-    part = pds.partitioning(pa.schema([("location", typ)]), flavor="hive") if typ else "hive"
-    d = pds.dataset(Path(out) / name, format="parquet", partitioning=part)
-    t = d.to_table(columns=columns)
-    if "location" in t.column_names:
-        i = t.column_names.index("location")
-        col = t.column(i)
-        if pa.types.is_dictionary(col.type):
-            col = col.cast(col.type.value_type)
-        if typ:
-            col = col.cast(typ)
-        t = t.set_column(i, "location", col)
-        names = t.column_names
-        if "sku" in names:
-            rest = [c for c in names if c not in ("sku", "location")]
-            t = t.select(["sku", "location", *rest])
-    return t
 
 
 def _source_job(forecasts: Any) -> dict[str, Any]:
@@ -167,12 +93,6 @@ def _key_types(cfg: PlanConfig) -> dict[str, str]:
         typ = schema.field(col).type
         out[k] = str(typ.value_type if pa.types.is_dictionary(typ) else typ)
     return out
-
-
-def _write_manifest(out: Path, m: dict[str, Any]) -> None:
-    tmp = out / ".manifest.json.tmp"
-    tmp.write_text(json.dumps(m, indent=1, default=str))
-    os.replace(tmp, out / "manifest.json")
 
 
 def _inputs_signature(cfg: PlanConfig) -> str:
@@ -574,7 +494,7 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
                 _say(f"optimize: {len(todo)} shards to do, {n_shards - len(todo)} already done")
                 _remove_unrecorded(out, manifest, todo)
                 _run_shards(cl, out, manifest, todo, optimize_shard_task,
-                            (str(stage),), (spec, str(out)))
+                            (str(stage),), (spec, str(out)), label="optimize")
                 timings["shards_s"] = timings.get("shards_s", 0.0) + time.perf_counter() - t0
                 stages = ()
             model_dir = str(Path(cfg.model)) if cfg.model else str(out / "model")
@@ -610,7 +530,7 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
                                         gpu)
                 else:
                     _run_shards(cl, out, manifest, todo, plan_shard_task, (str(stage),),
-                                (spec, model_dir, str(out), work))
+                                (spec, model_dir, str(out), work), label="+".join(work))
                 timings["shards_s"] = timings.get("shards_s", 0.0) + time.perf_counter() - t0
             if optimizing and _budget_settings(cfg).active:
                 from .budget import apply_budget
@@ -695,49 +615,6 @@ def _profile_history(cl, cfg: PlanConfig, stage: Path, n_shards: int, spec: dict
                                  pure=False) for s in range(n_shards)])
     return _profile.resolve(parts, c, cfg.missing_static,
                             model_meta["spec"] if model_meta is not None else None)
-
-
-def _shard_files_ok(out: Path, rec: dict[str, Any]) -> bool:
-    return all((out / f).exists() for f in rec.get("files", {}))
-
-
-def _remove_unrecorded(out: Path, manifest: dict[str, Any], todo: list[int],
-                       subs: tuple[str, ...] = ("forecasts", "orders", "exceptions",
-                                                "highlights")) -> None:
-    """Delete output files of shards about to be (re)done: a shard whose keys moved to fewer
-    locations than a crashed attempt wrote must not leave those extra files behind."""
-    names = {f"part-{s:05d}.parquet" for s in todo}
-    for sub in subs:
-        for p in (out / sub).rglob("part-*.parquet") if (out / sub).exists() else ():
-            if p.name in names:
-                p.unlink()
-
-
-def _run_shards(cl, out: Path, manifest: dict, todo: list[int], task, before: tuple,
-                after: tuple, record: str = "shards") -> None:
-    """Run ``task(*before, shard, *after)`` for every shard in ``todo``; record each in the
-    manifest (under ``record``)."""
-    futs = {cl.submit(task, *before, s, *after, pure=False, retries=2,
-                      key=f"shard-{s:05d}-{os.urandom(4).hex()}"): s for s in todo}
-    failed: list[str] = []
-    done = 0
-    label = "forecast+optimize" if task is plan_shard_task and "optimize" in after[-1] else \
-        "optimize" if task is optimize_shard_task else "forecast"
-    for fut, s in _progress.completed(futs, label, unit="shard",
-                                      count=lambda r: r["series"], count_unit="series"):
-        if fut.status == "error":
-            exc = fut.exception()
-            msg = str(exc)
-            failed.append(msg if msg.startswith(f"shard {s}") else f"shard {s}: {msg}")
-            continue
-        res = fut.result()
-        manifest.setdefault(record, {})[str(s)] = {k: v for k, v in res.items() if k != "shard"}
-        _write_manifest(out, manifest)
-        done += 1
-        log.info("shard %d done (%d series, %.1f s) [%d/%d]", s, res["series"], res["seconds"],
-                 done, len(todo))
-    if failed:
-        raise JobError(f"{len(failed)} of {len(todo)} shards failed:\n  " + "\n  ".join(sorted(failed)))
 
 
 def _run_shard_pipeline(cl, out: Path, manifest: dict, todo: list[int], stage: str,

@@ -175,7 +175,7 @@ def _section(sid: str, title: str, body: str) -> str:
 def build_report(run: str | Path, *, ledger: str | Path | None = None,
                  backtest: str | Path | None = None, items: int = 6) -> str:
     """The report's HTML text (see the module docstring)."""
-    from .plan import read_manifest, read_output
+    from ._outputs import read_manifest, read_output
     run = Path(run)
     if not (run / "_SUCCESS").exists():
         raise DataError(f"report: {run} holds no finished job (no _SUCCESS marker)")

@@ -78,7 +78,7 @@ def test_pandas_ids_of_mixed_python_types_are_read_as_text():
     import pandas as pd
     import pyarrow as pa
 
-    from replenish.jobs.api import _as_source
+    from replenish.jobs._sources import as_source as _as_source
     df = pd.DataFrame({"sku": [101, "A-7", 101, None], "demand": [1.0, 2.0, 3.0, 4.0]})
     t = _as_source(df, name="history")
     assert t.schema.field("sku").type in (pa.string(), pa.large_string())
