@@ -59,6 +59,17 @@ TOML layout (every key optional; CLI flags win)::
     n_workers = 2
     shards = 8                     # number of hash shards (default from the data size)
     train_series = 20000           # at most this many series train the global model
+
+    [backtest]                     # replenish backtest only (replenish.jobs.backtest.BacktestSettings)
+    origins = 26                   # rolling origins
+    every = 7                      # periods between origins (default a week)
+    targets = [0.8, 0.9, 0.95, 0.98, 0.99]
+    retrain = false                # true: train from scratch at every origin
+    finetune_steps = 175           # default max_steps / 4, at least 100
+    classical = "ma"               # or "seasonal"
+    classical_window = 28          # periods the classical forecast averages
+    unmet = "backorder"            # or "lost"
+    crossing = true                # random lead times may reorder receipts
 """
 from __future__ import annotations
 
