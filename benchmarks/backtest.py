@@ -54,7 +54,7 @@ def _run(history, inventory, out, columns, origins, forecast, n_workers):
     cfg = PlanConfig(history=history, inventory=inventory, out=str(out), columns=columns,
                      n_workers=n_workers, forecast=forecast)
     t0 = time.perf_counter()
-    s = run_backtest(cfg, BacktestSettings(origins=origins, targets=TARGETS), overwrite=True)   # same inputs and settings: resumes
+    s = run_backtest(cfg, BacktestSettings(origins=origins, targets=TARGETS), overwrite=True)  # same inputs: resumes
     print_backtest(s)
     s["wall_s"] = time.perf_counter() - t0
     return s
