@@ -161,7 +161,8 @@ def simulate_shard_task(stage: str, shard: int, spec: dict[str, Any], bt: dict[s
 
     ``bt``: the backtest's settings: ``origins`` (dates, the last period each forecast saw),
     ``forecasts`` (per origin, this shard's forecast file or None), ``every`` (periods per
-    origin), ``targets``, ``classical`` (method, window, season, error window), ``unmet``,
+    origin), ``targets``, ``classical`` (method: "ma" or "ets", window, season, error window,
+    season length for ETS), ``unmet``,
     ``crossing``. Writes ``sums-<shard>.parquet``, ``accuracy-<shard>.parquet`` and
     ``series-<shard>.parquet`` under ``out_dir``.
     """
@@ -213,6 +214,7 @@ def _simulate_shard(stage, shard, spec, bt, out_dir, t0):
     s_lvl = np.zeros((2, n_t, n, horizon_sim))
     big_s = np.zeros((2, n_t, n, horizon_sim))
     acc_rows = []
+    ets_fallbacks = 0   # series-origins AutoETS could not fit (moving average instead)
     for k, origin in enumerate(origins):
         cut = int((origin - panel.start.min()).astype(np.int64) // step) + 1
         hist = hist_all[:, :cut]
@@ -237,9 +239,15 @@ def _simulate_shard(stage, shard, spec, bt, out_dir, t0):
         days = slice(k * every, (k + 1) * every)
         s_lvl[0, :, :, days] = res["reorder_point"].reshape(n_t, every, n).transpose(0, 2, 1)
         big_s[0, :, :, days] = res["order_up_to"].reshape(n_t, every, n).transpose(0, 2, 1)
-        # classical: moving average and the std of its own one-period errors, at the origin
+        # classical: moving average (or AutoETS) and the std of its own one-period errors,
+        # at the origin
         f = moving_average_forecast(hist, h + every, window=cm["window"], season=cm["season"])
         sigma = forecast_error_std(hist, window=cm["window"], season=cm["season"], errors=cm["errors"])
+        if cm.get("method") == "ets":
+            from ..engine.ets import ets_forecasts
+            fe, se, bad = ets_forecasts(hist, h + every, season=cm["season_length"], errors=cm["errors"])
+            f, sigma = np.where(bad[:, None], f, fe), np.where(bad, sigma, se)
+            ets_fallbacks += int(bad.sum())
         f = np.where(np.isfinite(f), f, 0.0)
         sigma = np.where(np.isfinite(sigma), sigma, 0.0)
         cq = np.maximum(f[:, :h, None] + sigma[:, None, None] * ndtri(levels)[None, None, :], 0.0)
@@ -301,4 +309,4 @@ def _simulate_shard(stage, shard, spec, bt, out_dir, t0):
         cols[c] = tot[c].reshape(-1)
     write_parquet_atomic(pa.table(cols), out / f"series-{shard:05d}.parquet")
     return {"shard": shard, "series": n, "excluded": excluded, "unknown_periods": unknown,
-            "seconds": time.perf_counter() - t0}
+            "ets_fallbacks": ets_fallbacks, "seconds": time.perf_counter() - t0}

@@ -83,9 +83,11 @@ class BacktestSettings:
         Train from scratch at every origin instead of fine-tuning the previous model.
     finetune_steps : int, optional
         Training steps of a fine-tune (default: a quarter of ``max_steps``, at least 100).
-    classical : {"ma", "seasonal"}
-        The classical forecast: moving average, or seasonal moving average (same weekday
-        of the last weeks, for daily data; same week of the last years for weekly data).
+    classical : {"ma", "seasonal", "ets"}
+        The classical forecast: moving average, seasonal moving average (same weekday
+        of the last weeks, for daily data; same week of the last years for weekly data), or
+        statsforecast's AutoETS fitted per series at each origin (season 7 days or 52 weeks;
+        needs statsforecast; series it cannot fit keep the moving average, counted).
     classical_window : int, optional
         Periods it averages (default 28 days, or 8 weeks).
     unmet : {"backorder", "lost"}
@@ -128,8 +130,12 @@ class BacktestSettings:
         if not self.targets or any(not (0 < t < 1) for t in self.targets):
             raise ValueError(f"backtest: every target must be in (0, 1) (0.95 for 95%); got "
                              f"{list(self.targets)}")
-        if self.classical not in ("ma", "seasonal"):
-            raise ValueError("backtest: classical must be 'ma' or 'seasonal'")
+        if self.classical not in ("ma", "seasonal", "ets"):
+            raise ValueError(f"backtest: classical must be 'ma', 'seasonal' or 'ets'; got "
+                             f"{self.classical!r}")
+        if self.classical == "ets":
+            from ..engine.ets import _autoets
+            _autoets(1)   # a clear error now, not in a worker after training
         if self.unmet not in ("backorder", "lost"):
             raise ValueError("backtest: unmet must be 'backorder' or 'lost'")
 
@@ -313,7 +319,9 @@ def _run(cl, cfg: PlanConfig, settings: BacktestSettings, out: Path, manifest: d
     season = (7 if step == 1 else 52) if settings.classical == "seasonal" else None
     bt = {"origins": [str(o) for o in origins], "every": every, "horizon": horizon,
           "targets": list(settings.targets), "unmet": settings.unmet, "crossing": settings.crossing,
-          "classical": {"window": int(max(cm, season or 1)), "season": season,
+          "classical": {"method": "ets" if settings.classical == "ets" else "ma",
+                        "window": int(max(cm, season or 1)), "season": season,
+                        "season_length": 7 if step == 1 else 52,
                         "errors": int(max(8, 56 // step))}}
     sim_dir = out / "_work" / "sim"
     todo = [s for s in range(n_shards) if str(s) not in manifest["simulated"]]
@@ -336,6 +344,10 @@ def _run(cl, cfg: PlanConfig, settings: BacktestSettings, out: Path, manifest: d
         raise JobError(f"simulate: {len(failed)} of {len(futs)} shards failed:\n  " + "\n  ".join(sorted(failed)))
     _say(f"backtest: simulated {sum(d.get('series', 0) for d in manifest['simulated'].values())} "
          f"SKU-locations x {2 * len(settings.targets)} policies in {time.perf_counter() - t0:.0f} s")
+    fallbacks = sum(d.get("ets_fallbacks", 0) for d in manifest["simulated"].values())
+    if fallbacks:
+        _say(f"backtest: AutoETS could not fit {fallbacks} series-origin(s) (fewer than 3 known "
+             f"periods or a numerical failure); the classical policy used the moving average there")
 
     # 3. the tables
     summary = _aggregate(out, sim_dir, manifest, settings, cfg.target, step)

@@ -142,8 +142,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="train from scratch at every origin instead of fine-tuning")
     b.add_argument("--finetune-steps", dest="finetune_steps", type=int,
                    help="training steps of each fine-tune (default max_steps / 4, at least 100)")
-    b.add_argument("--classical", choices=["ma", "seasonal"],
-                   help="classical forecast: moving average (default) or seasonal moving average")
+    b.add_argument("--classical", choices=["ma", "seasonal", "ets"],
+                   help="classical forecast: moving average (default), seasonal moving average, "
+                        "or statsforecast's AutoETS (needs statsforecast)")
     b.add_argument("--classical-window", dest="classical_window", type=int,
                    help="periods the classical forecast averages (default 28 days / 8 weeks)")
     b.add_argument("--unmet", choices=["backorder", "lost"],

@@ -66,7 +66,7 @@ TOML layout (every key optional; CLI flags win)::
     targets = [0.8, 0.9, 0.95, 0.98, 0.99]
     retrain = false                # true: train from scratch at every origin
     finetune_steps = 175           # default max_steps / 4, at least 100
-    classical = "ma"               # or "seasonal"
+    classical = "ma"               # or "seasonal", or "ets" (statsforecast's AutoETS)
     classical_window = 28          # periods the classical forecast averages
     unmet = "backorder"            # or "lost"
     crossing = true                # random lead times may reorder receipts

@@ -125,6 +125,25 @@ def test_backtest_end_to_end_with_a_failure_and_a_resume(tmp_path, capsys, monke
     assert capsys.readouterr().out == printed
     assert (out / "summary.parquet").stat().st_mtime_ns == stamp
 
+    # the classical policy from AutoETS instead (statsforecast): same demand, its own stock
+    monkeypatch.undo()   # training works again
+    if __import__("importlib").util.find_spec("statsforecast") is not None:
+        out2 = tmp_path / "bt_ets"
+        argv2 = [a if a != str(out) else str(out2) for a in argv] + ["--classical", "ets"]
+        assert main(argv2) == 0
+        printed2 = capsys.readouterr().out
+        ets = pq.read_table(out2 / "summary.parquet").to_pandas().set_index(["policy", "target"])
+        assert read_manifest(out2)["settings"]["classical"] == "ets"
+        np.testing.assert_allclose(ets.demand, h.loc[days, "demand"].sum())
+        assert ets.loc[("classical", 0.95), "avg_on_hand_value"] > ets.loc[("classical", 0.7), "avg_on_hand_value"]
+        # its forecasts are not the moving average's: the same origins score differently
+        ets_origins = pq.read_table(out2 / "origins.parquet").to_pandas()
+        key = ["policy", "target", "origin"]
+        a = by_origin.set_index(key).rmsse.loc["classical"]
+        b = ets_origins.set_index(key).rmsse.loc["classical"].loc[a.index]
+        assert np.all(np.abs(a.to_numpy() - b.to_numpy()) > 1e-6)
+        assert "classical" in printed2
+
 
 def test_equal_service_reduction_interpolates_the_classical_curve():
     ours = [{"target": 0.9, "service": 0.91, "avg_on_hand_value": 80.0},
