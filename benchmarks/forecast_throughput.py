@@ -99,7 +99,6 @@ def synthetic_panel(n_series: int, n_days: int, horizon: int):
 # ---- pytorch-forecasting's standard pipeline ----------------------------------------------
 def pipeline_frames(panel, encoder: int, horizon: int):
     """Long DataFrames for the pipeline: history, and history + horizon rows (for predict)."""
-    import pandas as pd
     from replenish.engine._features import make_spec, panel_frame
     spec = make_spec(panel, encoder, horizon, None)
     hist = panel_frame(panel, spec)

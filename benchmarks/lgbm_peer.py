@@ -164,7 +164,7 @@ class LGBMPeer:
 
     def _features(self, s: np.ndarray, o: np.ndarray, step: np.ndarray):
         """Feature matrix (rows, F) for series ``s``, origin column ``o`` and step ``step``."""
-        y, known, t = self._y, self._known, self._y.shape[1]
+        y, known = self._y, self._known
         lvl = self._level[s, o]
         tgt = o + step
         cols, names = [step.astype(np.float64)], ["step"]

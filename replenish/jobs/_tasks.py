@@ -392,7 +392,6 @@ def planner_outputs(orders: pa.Table, out: str, shard: int, spec: dict[str, Any]
     settings = exc.ExceptionSettings.from_mapping(spec.get("exceptions"))
     k = int(spec.get("highlights", 8))
     periods = 2 * horizon
-    files: dict[str, Any] = {}
     recent = None
     if panel is not None:
         if spec.get("budget"):
@@ -401,12 +400,7 @@ def planner_outputs(orders: pa.Table, out: str, shard: int, spec: dict[str, Any]
         else:
             rows, _, _ = exc.highlight_rows(orders, k)
             recent = exc.recent_table(panel, np.unique(rows), periods=periods)
-    for name, table in (("exceptions", exc.exception_rows(orders, settings)),
-                        ("highlights", exc.highlights_table(orders, recent, k))):
-        rel = f"{name}/part-{shard:05d}.parquet"
-        write_parquet_atomic(table, Path(out) / rel)
-        files[rel] = {"rows": table.num_rows, "sha256": file_checksum(Path(out) / rel)}
-    return files
+    return exc.write_exception_files(orders, recent, settings, k, out, shard)
 
 
 def _read_forecasts_shard(stage: str, shard: int, freq: str | None) -> tuple[Panel, np.ndarray, np.ndarray] | None:

@@ -238,9 +238,5 @@ def budget_shard_task(out: str, shard: int, quantities: dict[str, np.ndarray],
     if rp.exists():
         recent = pq.read_table(rp)
     k = int(spec.get("highlights", 8))
-    for name, table in (("exceptions", exc.exception_rows(orders, settings)),
-                        ("highlights", exc.highlights_table(orders, recent, k))):
-        rel = f"{name}/part-{shard:05d}.parquet"
-        write_parquet_atomic(table, Path(out) / rel)
-        files[rel] = {"rows": table.num_rows, "sha256": file_checksum(Path(out) / rel)}
+    files.update(exc.write_exception_files(orders, recent, settings, k, out, shard))
     return files

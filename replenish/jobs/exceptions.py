@@ -409,3 +409,19 @@ def highlights_table(orders: pa.Table, recent: pa.Table | None, k: int) -> pa.Ta
         actuals = pc.if_else(mask, pa.scalar([], pa.list_(pa.float32())),
                              recent.column("actuals").take(pick))
     return t.append_column("actuals_start", start).append_column("actuals", actuals)
+
+
+def write_exception_files(orders: pa.Table, recent: pa.Table | None, settings: ExceptionSettings,
+                          k: int, out: str | Path, shard: int) -> dict[str, Any]:
+    """Write one shard's ``OUT/exceptions/part-<shard>.parquet`` (one row per item and reason)
+    and ``OUT/highlights/part-<shard>.parquet`` (the recent actuals of its ``k`` highlight
+    items, for the report); return the files written with their rows and checksums."""
+    from ..engine.io import write_parquet_atomic
+    from ._sharding import file_checksum
+    files: dict[str, Any] = {}
+    for name, table in (("exceptions", exception_rows(orders, settings)),
+                        ("highlights", highlights_table(orders, recent, k))):
+        rel = f"{name}/part-{shard:05d}.parquet"
+        write_parquet_atomic(table, Path(out) / rel)
+        files[rel] = {"rows": table.num_rows, "sha256": file_checksum(Path(out) / rel)}
+    return files

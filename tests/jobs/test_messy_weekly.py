@@ -63,14 +63,6 @@ def _messy(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     return hist, inv, expect
 
 
-@pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as c:
-        yield c
-
-
 def test_messy_weekly_data_end_to_end(client, tmp_path):
     hist, inv, expect = _messy()
     out = tmp_path / "plan"

@@ -23,14 +23,6 @@ STORES = ["L0", "L1", "L2", "L3", "L4", "L5"]
 SKUS = ["A", "B", "C"]
 
 
-@pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as c:
-        yield c
-
-
 def _network() -> pa.Table:
     return pa.table({
         "node": ["RDC", "D1", "D2"] + STORES,

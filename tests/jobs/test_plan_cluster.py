@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
@@ -47,14 +46,6 @@ def _inventory(history: pa.Table, seed: int = 1) -> pa.Table:
         .append_column("service_level", pa.array(rng.uniform(0.6, 0.99, n))) \
         .append_column("moq", pa.array(np.full(n, 10.0))) \
         .append_column("case_pack", pa.array(np.full(n, 4.0)))
-
-
-@pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

@@ -54,14 +54,6 @@ def _inventory(history: pa.Table, seed: int = 1) -> pa.Table:
 
 
 @pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def data(tmp_path_factory):
     d = tmp_path_factory.mktemp("planner")
     full = make_history(n_series=N_SERIES, n_days=DAYS, seed=5)

@@ -38,14 +38,6 @@ TINY = {"horizon": 7, "encoder_length": 14, "hidden_size": 8, "attention_heads":
 COLS = ColumnMap(observed=("price", "promo"), static=("category",))
 
 
-@pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as c:
-        yield c
-
-
 def _inventory(keys: pa.Table) -> pa.Table:
     n = keys.num_rows
     return keys.append_column("on_hand", pa.array(np.full(n, 5.0))) \

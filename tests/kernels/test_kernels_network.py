@@ -2,7 +2,6 @@
 examples, brute-force enumeration and the two-echelon kernel."""
 from __future__ import annotations
 
-import itertools
 
 import numpy as np
 import pytest
