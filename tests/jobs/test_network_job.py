@@ -247,3 +247,34 @@ def test_store_without_a_dc_is_named(client, data, planned, tmp_path):
     with pytest.raises(DataError, match=r"rule 'every planned SKU has its network .*' broken by 2 SKUs"):
         run_plan(_cfg(data, tmp_path / "o2", network=str(tmp_path / "bad2.parquet"),
                       model=str(planned[0] / "model")), stages=("forecast", "optimize"), client=client)
+
+
+def test_network_without_dc_inventory_places_stock_and_orders_only_for_stores(client, data, planned, tmp_path):
+    """--network alone (no DC inventory): the same placement where the DC table changed
+    nothing (SKUs A and B; C's D1 lead time came from it), store orders with their DCs'
+    service times, and no DC orders (nothing says what the DCs hold)."""
+    kw = dict(dc_inventory=None, forecasts=str(planned[0] / "forecasts"), history=None)
+    # D2's holding cost came from its DC inventory row (unit cost x holding rate): now missing
+    with pytest.raises(DataError, match=r"rule 'every DC has a holding cost .*' broken by 1 nodes "
+                                        r"\(e\.g\. 'D2'\)"):
+        run_plan(_cfg(data, tmp_path / "bad", **kw), stages=("optimize",), client=client)
+    net = _network().to_pandas()
+    net.loc[net.node == "D2", "holding_cost_per_day"] = 1.5 * 0.25 / 365   # what the row gave
+    pq.write_table(pa.Table.from_pandas(net, preserve_index=False), tmp_path / "network.parquet")
+    out = tmp_path / "net_only"
+    run_plan(_cfg(data, out, network=str(tmp_path / "network.parquet"), **kw), stages=("optimize",),
+             client=client)
+    a = pq.read_table(out / "network.parquet").to_pandas().set_index(["sku", "node"]).sort_index()
+    b = pq.read_table(planned[0] / "network.parquet").to_pandas().set_index(["sku", "node"]).sort_index()
+    ab = [k for k in a.index if k[0] in ("A", "B")]
+    for col in ("service_days", "net_lead_time_days", "inbound_service_days"):
+        np.testing.assert_allclose(a.loc[ab, col], b.loc[ab, col], err_msg=col)
+    # C's D1 lead time is the network's own now (2 days), not its DC row's (4 days)
+    assert a.loc[("C", "D1"), "lead_time_days"] == 2.0 and b.loc[("C", "D1"), "lead_time_days"] == 4.0
+    orders = read_output(out, "orders").to_pandas().set_index(["sku", "location"])
+    assert len(orders) == 18
+    for (sku, loc), r in orders.iterrows():
+        nr = a.loc[(sku, loc)]
+        assert r.dc_service_days == nr.inbound_service_days - nr.service_days
+    assert not (out / "dc_orders").exists()
+    assert read_manifest(out)["status"] == "complete"
