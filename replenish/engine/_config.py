@@ -2,12 +2,18 @@
 check a configuration before they start any work)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
 __all__ = ["ForecastConfig"]
+
+
+#: Settings of the LightGBM member a config may give (``GBMConfig``'s fields but its seed and
+#: threads, which follow the forecaster's); listed here so this module does not import it.
+MEMBER_OPTIONS = ("learning_rate", "num_leaves", "min_data_in_leaf", "feature_fraction",
+                  "bagging_fraction", "max_rounds", "early_stopping", "max_rows")
 
 
 @dataclass
@@ -69,6 +75,10 @@ class ForecastConfig:
         forecasts are the quantile average ``w * TFT + (1 - w) * LightGBM`` with the weight
         ``w`` fitted on those held-out periods (their scaled pinball loss, SPL). None: the
         TFT alone (also "none", for TOML). Needs ``validation``.
+    ensemble_options : dict
+        Settings of the LightGBM member (fields of :class:`replenish.engine.gbm.GBMConfig`:
+        ``learning_rate``, ``num_leaves``, ``max_rounds``, ``max_rows``, ...; TOML
+        ``[forecast.ensemble_options]``); empty: its defaults.
     """
 
     horizon: int = 28
@@ -99,6 +109,7 @@ class ForecastConfig:
     fit_sample_series: int = 256
     val_series: int = 4096
     ensemble: str | None = "lightgbm"
+    ensemble_options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.quantiles = tuple(float(q) for q in self.quantiles)
@@ -113,6 +124,10 @@ class ForecastConfig:
             self.ensemble = None
         if self.ensemble not in (None, "lightgbm"):
             raise ValueError(f"ensemble must be 'lightgbm' or None, got {self.ensemble!r}")
+        bad = sorted(set(self.ensemble_options or {}) - set(MEMBER_OPTIONS))
+        if bad:
+            raise ValueError(f"ensemble_options: unknown key(s) {bad}; known: {list(MEMBER_OPTIONS)}")
+        self.ensemble_options = dict(self.ensemble_options or {})
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -196,7 +196,7 @@ class TFTForecaster:
         from .gbm import GBMConfig, GBMForecaster
         cfg, h = self.config, self.config.horizon
         t0 = time.perf_counter()
-        member = GBMForecaster(self.levels, h, GBMConfig(seed=cfg.seed,
+        member = GBMForecaster(self.levels, h, GBMConfig(**cfg.ensemble_options, seed=cfg.seed,
                                                          threads=torch.get_num_threads()))
         member.fit(panel, holdout=h)
         # forecasts of the held-out periods from the history before them, by both members

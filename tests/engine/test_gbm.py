@@ -64,7 +64,10 @@ def test_ensemble_blends_the_members_with_the_fitted_weight(tmp_path):
     cfg = ForecastConfig(horizon=6, encoder_length=12, hidden_size=8, hidden_continuous_size=4,
                          attention_heads=1, batch_size=32, max_steps=20, val_every=10,
                          quantiles=LEVELS)
+    cfg.ensemble_options = {"num_leaves": 7, "max_rounds": 40}
     f = TFTForecaster(cfg).fit(panel)
+    assert f.member.config.num_leaves == 7 and f.member.config.max_rounds == 40
+    assert max(f.member.history["rounds"]) <= 40
     info = f.history["ensemble"]
     assert f.member is not None and 0.0 <= f.tft_weight <= 1.0
     assert info["spl_blend"] <= min(info["spl_tft"], info["spl_lightgbm"]) + 1e-12
@@ -80,3 +83,13 @@ def test_ensemble_blends_the_members_with_the_fitted_weight(tmp_path):
     np.testing.assert_array_equal(g.predict(panel), q)
     alone = TFTForecaster(ForecastConfig(**{**cfg.to_dict(), "ensemble": None})).fit(panel)
     assert alone.member is None and "ensemble" not in alone.history
+
+
+def test_member_options_are_the_member_settings():
+    from dataclasses import fields
+
+    from replenish.engine._config import MEMBER_OPTIONS
+    from replenish.engine.gbm import GBMConfig
+    assert set(MEMBER_OPTIONS) == {f.name for f in fields(GBMConfig)} - {"seed", "threads"}
+    with pytest.raises(ValueError, match=r"ensemble_options: unknown key\(s\) \['leaves'\]"):
+        ForecastConfig(ensemble_options={"leaves": 3})
