@@ -61,6 +61,16 @@ def _compiled():
             cl = cyc_len[i]
             fl = flag[i]
             item = ids[i]
+            # the item's pipeline and age rings, local for the loop (the (width, n) arrays
+            # put an item's slots n * 8 bytes apart: a cache line and a TLB entry per slot)
+            lp = np.empty(width)
+            le = np.empty(width)
+            for j in range(width):
+                lp[j] = pipe[j, i]
+                le[j] = events[j, i]
+            lag = np.empty(max(ages, 1))
+            for j in range(ages):
+                lag[j] = age[j, i]
             k = 0
             # ring positions and the review calendar as counters (a 64-bit division per
             # period would cost more than the rest of the step)
@@ -78,23 +88,23 @@ def _compiled():
                     phase = (t + t0 - offset[k, i]) % review[k, i]
                 if ages > 0:
                     slot = (t - life[i]) % ages
-                    x = age[slot, i]
-                    age[slot, i] = 0.0
+                    x = lag[slot]
+                    lag[slot] = 0.0
                     oh -= x
                     a_exp += x
                     if record:
                         daily[5, t, i] += x
-                got = pipe[slot_t, i]
-                pipe[slot_t, i] = 0.0
+                got = lp[slot_t]
+                lp[slot_t] = 0.0
                 pt -= got
-                received = events[slot_t, i] > 0
-                events[slot_t, i] = 0.0
+                received = le[slot_t] > 0
+                le[slot_t] = 0.0
                 fill = min(got, bl)
                 bl -= fill
                 rest = got - fill
                 oh += rest
                 if ages > 0:
-                    age[t % ages, i] += rest
+                    lag[t % ages] += rest
                 a_rec += got
                 if record:
                     daily[2, t, i] += got
@@ -141,7 +151,7 @@ def _compiled():
                             rest = q - fill
                             oh += rest
                             if ages > 0:
-                                age[t % ages, i] += rest
+                                lag[t % ages] += rest
                             received = True
                             a_rec += q
                             if record:
@@ -150,8 +160,8 @@ def _compiled():
                             at = slot_t + (arrival - t)   # arrival - t < width
                             if at >= width:
                                 at -= width
-                            pipe[at, i] += q
-                            events[at, i] += 1.0
+                            lp[at] += q
+                            le[at] += 1.0
                             pt += q
                         if q > 0:
                             a_n += 1.0
@@ -172,8 +182,8 @@ def _compiled():
                         if left <= 0:
                             break
                         slot = (t - j) % ages
-                        take = min(left, age[slot, i])
-                        age[slot, i] -= take
+                        take = min(left, lag[slot])
+                        lag[slot] -= take
                         left -= take
                 oh -= sold
                 short = dem - sold
@@ -203,6 +213,11 @@ def _compiled():
                     daily[3, t, i] = sold
                     daily[4, t, i] = short
             store(acc, k, i, a_dem, a_sold, a_short, a_lost, a_rec, a_ord, a_n, a_exp, a_out, a_oh, a_bl)
+            for j in range(width):
+                pipe[j, i] = lp[j]
+                events[j, i] = le[j]
+            for j in range(ages):
+                age[j, i] = lag[j]
             on_hand[i] = oh
             backlog[i] = bl
             pipe_total[i] = pt
