@@ -167,6 +167,15 @@ def run_backtest(cfg: PlanConfig, settings: BacktestSettings | None = None, *,
                          "from a saved one, trained on data before the first origin)")
     if cfg.target not in ("csl", "fill_rate"):
         raise ValueError("backtest: --target must be csl or fill_rate (the targets are service levels)")
+    unsimulated = [flag for flag, v in (("--echelon", cfg.echelon), ("--network", cfg.network),
+                                        ("--dc-inventory", cfg.dc_inventory),
+                                        ("--forecasts", cfg.forecasts),
+                                        ("--budget", cfg.budget), ("--capacity", cfg.capacity),
+                                        ("a budget table", cfg.budget_table)) if v is not None]
+    if unsimulated:
+        raise ValueError(f"backtest: {', '.join(unsimulated)} cannot be backtested (the backtest "
+                         f"simulates each SKU-location on its own, with its own forecasts and no "
+                         f"budget); drop them")
     if cfg.future is not None:
         _say("backtest: --future is not used (each origin's horizon covariates come from the history)")
         cfg = PlanConfig(**{**_fields(cfg), "future": None})

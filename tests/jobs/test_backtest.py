@@ -165,3 +165,14 @@ def test_settings_are_checked():
     with pytest.raises(ValueError, match="unknown key"):
         BacktestSettings.build({"origin": 3})
     assert BacktestSettings.build(targets="0.8, 0.9").targets == (0.8, 0.9)
+
+
+@pytest.mark.parametrize("option", ["network", "echelon", "dc_inventory", "budget"])
+def test_chain_and_budget_options_are_refused_not_ignored(tmp_path, option):
+    from replenish.jobs.config import PlanConfig
+    cfg = PlanConfig(history=str(tmp_path / "h.parquet"), inventory=str(tmp_path / "i.parquet"),
+                     out=str(tmp_path / "bt"), **{option: 100.0 if option == "budget" else "x.parquet"})
+    flag = "--" + option.replace("_", "-")
+    with pytest.raises(ValueError, match=f"backtest: {flag} cannot be backtested"):
+        run_backtest(cfg)
+    assert not (tmp_path / "bt").exists()
