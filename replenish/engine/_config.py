@@ -7,13 +7,32 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ForecastConfig"]
+__all__ = ["ForecastConfig", "GBMConfig"]
+
+
+@dataclass
+class GBMConfig:
+    """Settings of the LightGBM member (JSON-serialisable).
+
+    ``max_rows`` (series, origin, step) training rows are sampled at most; ``threads`` 0:
+    every core.
+    """
+
+    learning_rate: float = 0.1
+    num_leaves: int = 31
+    min_data_in_leaf: int = 100
+    feature_fraction: float = 0.8
+    bagging_fraction: float = 0.8
+    max_rounds: int = 400
+    early_stopping: int = 30
+    max_rows: int = 200_000
+    threads: int = 0
+    seed: int = 0
 
 
 #: Settings of the LightGBM member a config may give (``GBMConfig``'s fields but its seed and
-#: threads, which follow the forecaster's); listed here so this module does not import it.
-MEMBER_OPTIONS = ("learning_rate", "num_leaves", "min_data_in_leaf", "feature_fraction",
-                  "bagging_fraction", "max_rounds", "early_stopping", "max_rows")
+#: threads, which follow the forecaster's).
+MEMBER_OPTIONS = tuple(f.name for f in fields(GBMConfig) if f.name not in ("seed", "threads"))
 
 
 @dataclass

@@ -28,36 +28,19 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._config import GBMConfig
 from ._features import calendar
 from .panel import FREQ_STEP_DAYS, Panel
 
 __all__ = ["GBMConfig", "GBMForecaster"]
 
 
-@dataclass
-class GBMConfig:
-    """Settings of the LightGBM member (JSON-serialisable).
-
-    ``max_rows`` (series, origin, step) training rows are sampled at most; ``threads`` 0:
-    every core.
-    """
-
-    learning_rate: float = 0.1
-    num_leaves: int = 31
-    min_data_in_leaf: int = 100
-    feature_fraction: float = 0.8
-    bagging_fraction: float = 0.8
-    max_rounds: int = 400
-    early_stopping: int = 30
-    max_rows: int = 200_000
-    threads: int = 0
-    seed: int = 0
 
 
 def _on_grid(panel: Panel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -171,7 +171,7 @@ def run_backtest(cfg: PlanConfig, settings: BacktestSettings | None = None, *,
                                         ("--dc-inventory", cfg.dc_inventory),
                                         ("--forecasts", cfg.forecasts),
                                         ("--budget", cfg.budget), ("--capacity", cfg.capacity),
-                                        ("a budget table", cfg.budget_table)) if v is not None]
+                                        ("--budget-table", cfg.budget_table)) if v is not None]
     if unsimulated:
         raise ValueError(f"backtest: {', '.join(unsimulated)} cannot be backtested (the backtest "
                          f"simulates each SKU-location on its own, with its own forecasts and no "
