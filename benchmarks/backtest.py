@@ -1,6 +1,6 @@
 """Do the decisions hold less stock at the same service? The rolling backtest, measured.
 
-    python benchmarks/backtest.py [--data bakery|synthetic|all] [--quick] [--origins N]
+    python benchmarks/backtest.py [--data bakery|synthetic|oracle|all] [--quick] [--origins N]
 
 * ``bakery``: the bundled bakery data (105 store-product series, daily) with its generated
   inventory (``replenish.data.bakery_inventory``: lead times 1-2 days, std 0.25 day, daily
@@ -14,6 +14,8 @@
   the TRUE quantiles, simulated over 365 days (is the chain quantiles -> policy -> realised
   service calibrated?), and (b) the backtest with the model's forecasts (are the forecasts
   calibrated too?): realised cycle service against each target 0.8 ... 0.99.
+* ``oracle``: (a) under rounded orders (MOQ 12 and case pack 6 at three demand scales, an
+  EOQ), where planning for the whole review period would over-serve.
 
 ``--quick``: 2 origins, a tiny model, 24 synthetic series (a smoke run for CI). The last line
 is one JSON object with every figure.
@@ -94,33 +96,55 @@ def synthetic_tables(n: int, days: int, seed: int = 0):
     return hist, inv, rate, demand
 
 
-def oracle(n: int, days: int, seed: int = 5) -> dict:
-    """Kernels fed the true distribution: realised cycle service against the target."""
+def oracle(n: int, days: int, seed: int = 5, *, moq: float = 0.0, case_pack: float = 0.0,
+           order_cost: float = 0.0, scale: float = 1.0) -> dict:
+    """Kernels fed the true distribution: realised cycle service against the target.
+
+    ``moq``, ``case_pack`` and ``order_cost`` (units, units, currency per order; unit cost
+    2, holding 25% a year) round the orders; ``scale`` multiplies the Poisson rates (the
+    demand is then drawn anew from the scaled rates)."""
     from scipy import stats
 
     from replenish.kernels import plan_orders, simulate_inventory, simulation_totals
     _, inv, rate, demand = synthetic_tables(n, days + 30, seed)
+    if scale != 1.0:
+        rate = rate * scale
+        demand = np.random.default_rng(seed + 1).poisson(rate).astype(np.float64)
     levels = np.array([0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99])
     lead = inv.column("lead_time_days").to_numpy()
+    rules = dict(moq=moq, case_pack=case_pack)
+    label = f"moq {moq:g}, case pack {case_pack:g}, order cost {order_cost:g}, demand x{scale:g}"
     out = {}
     horizon = 8
     for target in TARGETS:
-        s = np.zeros((n, days))
+        s, big_s = np.zeros((n, days)), np.zeros((n, days))
         for t in range(days):   # each day's policy from that day's true distribution
             q = stats.poisson.ppf(levels[None, None, :], rate[:, t:t + horizon, None]).astype(np.float64)
             q = np.maximum.accumulate(q + levels * 1e-6, axis=-1)   # strictly increasing knots
             r = plan_orders(levels, q, on_hand=0.0, on_order=0.0, lead_time=lead, review_period=1.0,
-                            service_level=target, method="sample", n_samples=2000, seed=t)
-            s[:, t] = r["reorder_point"]
-        sim = simulate_inventory(demand[:, :days], reorder_point=s, order_up_to=s,
-                                 segment_start=np.arange(days), lead_time=lead, on_hand=s[:, 0])
+                            service_level=target, method="sample", n_samples=2000, seed=t,
+                            order_cost=order_cost, unit_cost=2.0, holding_cost_rate=0.25, **rules)
+            s[:, t], big_s[:, t] = r["reorder_point"], r["order_up_to"]
+        sim = simulate_inventory(demand[:, :days], reorder_point=s, order_up_to=big_s,
+                                 segment_start=np.arange(days), lead_time=lead, on_hand=big_s[:, 0], **rules)
         tot = simulation_totals(sim)
         out[f"{target:g}"] = {"cycle_service_level": float(tot["cycle_service_level"]),
                               "fill_rate": float(tot["fill_rate"])}
-        print(f"oracle quantiles, target {target:.2f}: realised cycle service "
+        print(f"oracle quantiles ({label}), target {target:.2f}: realised cycle service "
               f"{tot['cycle_service_level']:.4f} ({100 * (tot['cycle_service_level'] - target):+.2f} points), "
-              f"fill rate {tot['fill_rate']:.4f}")
+              f"fill rate {tot['fill_rate']:.4f}", flush=True)
     return out
+
+
+#: the rounded-order cases of ``--data oracle``: (moq, case pack, order cost, demand scale)
+ORACLE_RULES = ((12, 6, 0, 1), (12, 6, 0, 4), (12, 6, 0, 0.3), (0, 0, 5, 1), (12, 6, 20, 1))
+
+
+def oracle_rules(args) -> dict:
+    """The kernels fed the true distribution under rounded orders (MOQ, case pack, EOQ)."""
+    n, days = (24, 60) if args.quick else (120, 365)
+    return {f"moq{m:g}_pack{p:g}_k{k:g}_x{x:g}": oracle(n, days, moq=m, case_pack=p, order_cost=k, scale=x)
+            for m, p, k, x in ORACLE_RULES}
 
 
 def synthetic(args, work: Path) -> dict:
@@ -148,7 +172,8 @@ def synthetic(args, work: Path) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", choices=["bakery", "synthetic", "all"], default="all")
+    ap.add_argument("--data", choices=["bakery", "synthetic", "oracle", "all"], default="all",
+                    help="oracle: only the kernels fed the true distribution, under rounded orders")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--origins", type=int, default=26)
     ap.add_argument("--n-workers", type=int, default=2)
@@ -164,6 +189,8 @@ def main(argv=None) -> int:
             res["bakery"] = bakery(args, work)
         if args.data in ("synthetic", "all"):
             res["synthetic"] = synthetic(args, work)
+        if args.data in ("oracle", "all"):
+            res["oracle_rules"] = oracle_rules(args)
     res["load_end"] = os.getloadavg()[0]
     print(json.dumps(res, default=str))
     return 0

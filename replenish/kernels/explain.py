@@ -10,8 +10,9 @@ The order-up-to level ``S`` splits into three parts that add up exactly:
 * **pipeline stock**: mean demand over the lead time ``L`` (what is on order on average
   while a replenishment travels; Little's law);
 * **cycle stock**: mean demand over the review period ``R`` (the protection interval's
-  mean minus the lead time's) plus the lot-size part ``S - s`` (EOQ with a fixed order
-  cost); on average half of it is on hand;
+  mean minus the lead time's; with rounded orders the mean undershoot below ``s`` at the
+  review that orders, :mod:`replenish.kernels.undershoot`) plus the lot-size part
+  ``S - s`` (EOQ with a fixed order cost); on average half of it is on hand;
 * **safety stock**: ``s`` minus the mean demand over ``R + L``, itself split into a
   demand-uncertainty and a lead-time-uncertainty part (SAP IBP's "demand" and "supply"
   components): the demand part is the safety stock that certain lead times would need at

@@ -24,9 +24,15 @@ Each period ``t`` of an item, in this order:
    backordered (``lost_sales=False``) or lost.
 
 Lead times are whole periods, drawn per order: fixed (a fractional mean is rounded up
-or down at random, keeping its mean), lognormal with the item's mean and standard
-deviation (as :func:`replenish.kernels.plan_orders` samples them; truncated at
-``mean + 6 std``), or from a discrete distribution over 0..Lmax periods. With
+or down at random, keeping its mean), random with the item's mean and standard deviation,
+or from a discrete distribution over 0..Lmax periods. A random lead time is a lognormal
+value rounded up or down at random (keeping its mean); rounding adds variance (a mean of
+1 period with sd 0.25 would come out with sd 0.44 in whole periods), so the lognormal's
+own sd is set smaller, such that the *whole-period* lead times have the declared mean and
+standard deviation, the two moments the planning formulas use (:func:`rounded_lead_sd`).
+A declared sd below what any whole-period lead time of that mean can have (``sqrt(f (1 -
+f))``, ``f`` the mean's fractional part) gives that minimum: the mean's two neighbouring
+whole periods. Draws are truncated at ``mean + 6 std``. With
 ``crossing=True`` (the default; each order's lead time is independent, which is what the
 planning formulas assume) a later order may arrive before an earlier one; with
 ``crossing=False`` an order never arrives before the one placed before it (it waits for
@@ -63,14 +69,15 @@ import math
 
 import numpy as np
 
-from ._backend import asarray, get_xp, is_cupy
+from ._backend import asarray, get_xp, is_cupy, to_numpy
 from ._validate import check_finite, item_array, lead_time_pmf_array
 from ._sim_common import ACC as _ACC
 from ._sim_common import C_ITEM as _C_ITEM, C_SEED as _C_SEED, C_STREAM as _C_STREAM, C_T as _C_T
 from ._sim_common import DAILY_KEYS, MASK as _MASK, SIM_KEYS
 from .orders import _order_quantity
 
-__all__ = ["simulate_inventory", "simulation_totals", "SIM_KEYS", "uniform_hash", "draw_lead_times"]
+__all__ = ["simulate_inventory", "simulation_totals", "SIM_KEYS", "uniform_hash", "draw_lead_times",
+           "rounded_lead_sd"]
 
 _LEAD_SD_CAP = 6.0   # lognormal lead times are truncated at mean + 6 std
 
@@ -91,6 +98,69 @@ def uniform_hash(xp, ids, seed: int, t: int, stream: int):
     z = (z ^ (z >> xp.uint64(27))) * xp.uint64(0x94D049BB133111EB)
     z = z ^ (z >> xp.uint64(31))
     return ((z >> xp.uint64(11)).astype(xp.float64) + 0.5) * (1.0 / 9007199254740992.0)
+
+
+def _rounded_moments(mean, sd, cap):
+    """Mean and variance of whole-period lead times: a lognormal (mean, sd) value truncated
+    at ``cap`` (whole periods) and rounded up or down at random. Closed form from the
+    lognormal's partial moments; arrays of shape (m,), periods."""
+    from scipy.special import ndtr  # noqa: PLC0415
+    mean, sd, cap = (np.asarray(a, np.float64) for a in (mean, sd, cap))
+    out_mean, out_var = mean.copy(), mean - np.floor(mean)
+    out_var = out_var * (1 - out_var)   # sd 0: the two neighbouring whole periods
+    live = (sd > 0) & (mean > 0)
+    if not live.any():
+        return out_mean, out_var
+    m, s, c = mean[live], sd[live], cap[live]
+    sig2 = np.log1p((s / m) ** 2)
+    sig, mu = np.sqrt(sig2), np.log(m) - sig2 / 2
+    k = np.arange(int(c.max()) + 1, dtype=np.float64)[None, :]   # bins [k, k + 1)
+    with np.errstate(divide="ignore"):
+        logk = np.log(k)
+
+    def below(j, logx):   # E[X^j 1{X <= x}]
+        return np.exp(j * mu + j * j * sig2 / 2)[:, None] * ndtr((logx - mu[:, None] - j * sig2[:, None])
+                                                                  / sig[:, None])
+    m0, m1, m2 = (below(j, logk) for j in range(3))   # at k = 0, 1, ..., cap_max
+    inside = k[:, :-1] < c[:, None]                    # bins below the cap
+    bins = [np.diff(a, axis=1) for a in (m0, m1, m2)]
+    lo = k[:, :-1]
+    frac_var = ((2 * lo + 1) * bins[1] - bins[2] - lo * (lo + 1) * bins[0]) * inside   # E[f (1 - f)]
+    at = c.astype(np.int64)[:, None]
+    tail = 1 - np.take_along_axis(m0, at, 1)[:, 0]
+    ey = np.take_along_axis(m1, at, 1)[:, 0] + c * tail
+    ey2 = np.take_along_axis(m2, at, 1)[:, 0] + c * c * tail
+    out_mean[live] = ey
+    out_var[live] = np.maximum(ey2 + frac_var.sum(axis=1) - ey * ey, 0.0)
+    return out_mean, out_var
+
+
+def rounded_lead_sd(mean, sd, *, chunk: int = 4096):
+    """The lognormal sd whose randomly rounded draws have standard deviation ``sd``.
+
+    ``mean`` and ``sd`` are the declared lead-time mean and standard deviation, periods,
+    arrays of shape (n,). Returns the sd (periods) to give the lognormal before rounding:
+    0 where the declared sd is at most the least a whole-period lead time of that mean can
+    have. Solved by bisection on the distinct (mean, sd) pairs, in float64 on the host.
+    """
+    mean, sd = np.broadcast_arrays(np.asarray(mean, np.float64), np.asarray(sd, np.float64))
+    if mean.size > 1 and mean.min() == mean.max() and sd.min() == sd.max():   # one lead time for all
+        return np.broadcast_to(rounded_lead_sd(mean.flat[:1], sd.flat[:1]), mean.shape).copy()
+    pairs, back = np.unique(mean.ravel() + 1j * sd.ravel(), return_inverse=True)
+    got = np.zeros(len(pairs))
+    for a in range(0, len(pairs), chunk):
+        m, s = pairs[a:a + chunk].real, pairs[a:a + chunk].imag
+        cap = np.where((s > 0) & (m > 0), np.ceil(m + _LEAD_SD_CAP * s), m)
+        want = s * s
+        # rounding adds at most 1/4 period^2: the answer lies in [sqrt(sd^2 - 1/4), sd]
+        lo, hi = np.sqrt(np.maximum(want - 0.25, 0.0)), s.copy()
+        for _ in range(20):   # the rounded variance does not decrease with the lognormal's sd
+            mid = (lo + hi) / 2
+            high = _rounded_moments(m, mid, cap)[1] >= want
+            hi, lo = np.where(high, mid, hi), np.where(high, lo, mid)
+        frac = m - np.floor(m)
+        got[a:a + chunk] = np.where(frac * (1 - frac) >= want, 0.0, hi)
+    return got[np.asarray(back).reshape(-1)].reshape(mean.shape)
 
 
 def draw_lead_times(xp, lead, ids, seed: int, t: int):
@@ -374,12 +444,14 @@ def _lead_model(xp, n, lead_time, lead_time_std, lead_time_pmf) -> dict:
     mean = xp.ascontiguousarray(item_array("lead_time", lead_time, n, xp, f64, low=0.0))
     sd = xp.ascontiguousarray(item_array("lead_time_std", 0.0 if lead_time_std is None else lead_time_std,
                                          n, xp, f64, low=0.0))
-    random = (sd > 0) & (mean > 0)
+    cap = xp.where((sd > 0) & (mean > 0), xp.ceil(mean + _LEAD_SD_CAP * sd), mean)
+    # the lognormal's own sd, smaller, so that the rounded (whole-period) draws have sd ``sd``
+    inner = asarray(rounded_lead_sd(to_numpy(mean), to_numpy(sd)), xp, dtype=f64)
+    random = (inner > 0) & (mean > 0)
     safe = xp.where(mean > 0, mean, 1.0)
-    sig2 = xp.where(random, xp.log1p((sd / safe) ** 2), 0.0)
+    sig2 = xp.where(random, xp.log1p((inner / safe) ** 2), 0.0)
     sigma = xp.sqrt(sig2)
     mu = xp.log(safe) - sig2 / 2
-    cap = xp.where(random, xp.ceil(mean + _LEAD_SD_CAP * sd), mean)
     width = int(xp.ceil(cap).max()) + 1 if n else 1
     return {"cdf": None, "mean": mean, "mu": mu, "sigma": sigma, "cap": cap, "width": width}
 

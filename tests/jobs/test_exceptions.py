@@ -30,7 +30,7 @@ ITEMS = {
     "moq_inflated": ({"on_hand": 25.0, "moq": 30.0}, 400, 0, 0.0),
     "case_pack_inflated": ({"on_hand": 25.0, "case_pack": 24.0}, 400, 0, 0.0),
     "capped_max_order": ({"on_hand": 22.0, "max_order": 3.0}, 400, 0, 0.0),
-    "capped_budget": ({"on_hand": 25.0}, 400, 0, 0.0),
+    "capped_budget": ({"on_hand": 24.0}, 400, 0, 0.0),
     "forecast_bias": ({}, 400, 0, 0.5),
     "new_item": ({}, 20, 0, 0.0),
 }

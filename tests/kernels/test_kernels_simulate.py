@@ -287,6 +287,35 @@ def test_base_stock_fill_rate_and_csl_match_closed_form(lead, base):
         assert abs(got.mean() - want) < 4 * se + 1e-4, (got.mean(), want, se)
 
 
+@pytest.mark.parametrize("mean,sd", [(1.0, 0.25), (2.0, 0.25), (1.0, 0.1), (3.4, 1.2), (0.3, 0.5),
+                                     (1.5, 0.6), (14.0, 5.0)])
+def test_whole_period_lead_times_have_the_declared_moments(mean, sd):
+    """Rounded to whole periods, random lead times keep the declared mean and standard
+    deviation (rounding alone would raise a 1-period sd of 0.25 to 0.44), checked on draws."""
+    n = 400_000
+    ids = np.arange(n, dtype=np.uint64)
+    from replenish.kernels.simulate import _lead_model
+    m = _lead_model(np, n, mean, sd, None)
+    lt = draw_lead_times(np, {k: v for k, v in m.items() if k != "width"}, ids, 11, 3).astype(float)
+    assert np.all(lt == np.round(lt)) and lt.min() >= 0
+    assert abs(lt.mean() - mean) < 4 * sd / np.sqrt(n), lt.mean()
+    # the sample variance's standard error from the sample's fourth central moment
+    se_var = np.sqrt((((lt - lt.mean()) ** 4).mean() - lt.var() ** 2) / n)
+    assert abs(lt.var() - sd * sd) < 4 * se_var + 1e-4, (lt.std(), sd)
+
+
+def test_lead_sd_below_the_whole_period_minimum_gives_the_two_neighbours():
+    """A declared sd smaller than any whole-period lead time of that mean can have gives the
+    mean's two neighbouring whole periods (the least variance), with the mean kept."""
+    from replenish.kernels.simulate import _lead_model, rounded_lead_sd
+    assert rounded_lead_sd(np.array([1.5]), np.array([0.3]))[0] == 0.0
+    n = 200_000
+    m = _lead_model(np, n, 1.5, 0.3, None)
+    lt = draw_lead_times(np, {k: v for k, v in m.items() if k != "width"}, np.arange(n, dtype=np.uint64), 5, 2)
+    assert set(np.unique(lt)) == {1, 2}
+    assert abs(lt.mean() - 1.5) < 4 * 0.5 / np.sqrt(n)
+
+
 def test_random_lead_times():
     """Lognormal draws keep the mean; pmf draws follow the pmf; no-crossing keeps receipts in order."""
     n = 200_000
