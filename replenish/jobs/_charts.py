@@ -102,14 +102,15 @@ def fan_and_inventory(title: str, actual_dates: np.ndarray, actuals: np.ndarray,
 
 
 def lead_time_demand(title: str, samples: np.ndarray, mean: float, reorder_point: float,
-                     safety_stock: float, on_hand_position: float) -> bytes:
-    """Histogram of demand over review period plus lead time, with the mean, the safety
-    stock (from the mean to the reorder point) and the reorder point marked."""
+                     safety_stock: float, on_hand_position: float, label: str = "demand over R + L") -> bytes:
+    """Histogram of the demand the reorder point protects (over review period plus lead
+    time, or under rounded orders the lead time's plus the undershoot), with the mean, the
+    safety stock (from the mean to the reorder point) and the reorder point marked."""
     fig = _figure(13.5, 3.6)
     ax = fig.subplots()
     x = np.asarray(samples, np.float64)
     bins = min(60, max(10, int(np.sqrt(len(x)))))
-    ax.hist(x, bins=bins, color=BLUE, alpha=0.55, density=True, label="demand over R + L")
+    ax.hist(x, bins=bins, color=BLUE, alpha=0.55, density=True, label=label)
     ax.axvspan(min(mean, reorder_point), max(mean, reorder_point), color=ORANGE, alpha=0.18,
                label=f"safety stock {safety_stock:,.1f}")
     ax.axvline(mean, color="black", lw=1.2, ls="--", label=f"mean {mean:,.1f}")

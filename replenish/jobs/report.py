@@ -193,7 +193,11 @@ def build_report(run: str | Path, *, ledger: str | Path | None = None,
     exc_rows = _exceptions_section(run, parts)
     hl = _highlights(run)
     fc_dir = _forecasts_dir(run, manifest)
-    plot = _ItemPlotter(run, fc_dir, step, unit)
+    cfg = manifest.get("config") or {}
+    # the sampling path's cycle-service reorder point covers the demand up to the order's
+    # trigger under the order rule (kernels.undershoot): draw that demand, not R + L
+    plot = _ItemPlotter(run, fc_dir, step, unit,
+                        rounded=cfg.get("method", "sample") == "sample" and cfg.get("target", "csl") == "csl")
     top = _pick(hl, "exception", items)
     parts.append(_section("top-exceptions", "Top exceptions: forecast and projected inventory",
                           plot.items(top, exc_rows) if top else
@@ -337,8 +341,9 @@ def _pick(hl: pa.Table | None, why: str, k: int) -> list[dict[str, Any]]:
 class _ItemPlotter:
     """Per-item pictures: reads the items' orders and forecasts rows once."""
 
-    def __init__(self, run: Path, fc_dir: Path | None, step: int, unit: str):
+    def __init__(self, run: Path, fc_dir: Path | None, step: int, unit: str, rounded: bool = False):
         self.run, self.fc_dir, self.step, self.unit = run, fc_dir, step, unit
+        self.rounded = rounded
         self._cache: dict[tuple[str, str], tuple[dict, np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def _load(self, picked: list[dict[str, Any]]) -> None:
@@ -447,15 +452,25 @@ class _ItemPlotter:
         st = self.step
         lead = (float(row["lead_time_days"]) + float(row.get("dc_service_days") or 0.0)) / st
         sd = float(row.get("lead_time_std_days") or 0.0) / st
+        rule = {}
+        if self.rounded:
+            cap = float(row.get("max_order") or np.inf)
+            rule = dict(order_gap=max(float(row["order_up_to"]) - float(row["reorder_point"]), 0.0),
+                        moq=float(row.get("moq") or 0.0), case_pack=float(row.get("case_pack") or 0.0),
+                        max_order=None if not np.isfinite(cap) else cap)
         samples = sample_lead_time_demand(levels, q[None].astype(np.float64), np.array([lead]),
                                           lead_time_std=np.array([sd]) if sd > 0 else None,
                                           review_period=np.array([float(row["review_period_days"]) / st]),
-                                          n_samples=4000, seed=0)[0]
-        title = (f"SKU {r['sku']} at location {r['location']}: demand over review period + lead "
-                 f"time ({float(row['review_period_days']) + lead * st:g} days)")
+                                          n_samples=4000, seed=0, **rule)[0]
+        days = f"{float(row['review_period_days']) + lead * st:g} days"
+        what = (f"demand over the lead time + how far below the reorder point the position is "
+                f"when an order goes out (review period {float(row['review_period_days']):g} days, rounded "
+                f"orders)" if rule else f"demand over review period + lead time ({days})")
+        title = f"SKU {r['sku']} at location {r['location']}: {what}"
         img = _img(_charts.lead_time_demand(title, samples, float(row["protection_demand_mean"]),
                                             float(row["reorder_point"]), float(row["safety_stock"]),
-                                            float(row["inventory_position"])),
+                                            float(row["inventory_position"]),
+                                            label="demand to the next receipt" if rule else "demand over R + L"),
                    f"lead-time demand of {r['sku']} at {r['location']}")
         parts = [["pipeline stock (demand over the lead time)", row["pipeline_stock"]],
                  ["cycle stock (review period + lot size)", row["cycle_stock"]],

@@ -22,6 +22,7 @@ from ._backend import get_xp
 from ._sampling import SamplingProblem
 from ._validate import check_finite, item_array, lead_time_pmf_array
 from .period_demand import daily_moments
+from .undershoot import trigger_demand
 
 __all__ = [
     "interval_demand_moments",
@@ -191,7 +192,8 @@ def lead_time_demand_moments(levels, quantiles, lead_time, *, lead_time_std=None
 
 
 def sample_lead_time_demand(levels, quantiles, lead_time, *, lead_time_std=None, lead_time_pmf=None,
-                            review_period=0.0, n_samples=1000, seed=0, chunk_size=None):
+                            review_period=0.0, n_samples=1000, seed=0, chunk_size=None, order_gap=None,
+                            moq=None, case_pack=None, max_order=None):
     """Monte-Carlo samples of demand over review period plus lead time.
 
     Parameters
@@ -214,11 +216,18 @@ def sample_lead_time_demand(levels, quantiles, lead_time, *, lead_time_std=None,
         Seed; equal inputs and seed give equal samples.
     chunk_size : int, optional
         Items sampled together (they share random numbers, see Notes).
+    order_gap, moq, case_pack, max_order : float or array_like, shape (n,), optional
+        The order rule (units; ``order_gap`` is ``S - s``): when any is given, the samples
+        are of the demand a cycle-service reorder point protects under that rule, the
+        lead time's demand plus the undershoot below ``s`` at the review that orders
+        (:func:`replenish.kernels.undershoot.trigger_demand`, as
+        :func:`replenish.kernels.plan_orders` plans with ``method="sample"``).
 
     Returns
     -------
     ndarray, shape (n, n_samples)
-        Demand over ``R + L`` in units of stock.
+        Demand over ``R + L`` (or, with an order rule, the demand just described) in units
+        of stock.
 
     Notes
     -----
@@ -231,6 +240,15 @@ def sample_lead_time_demand(levels, quantiles, lead_time, *, lead_time_std=None,
                                  n_samples=n_samples, seed=seed, chunk_size=chunk_size)
     xp = prob.xp
     out = xp.empty((prob.n, n_samples), dtype=prob.dtype)
-    for idx, _, d_pi, _ in prob.chunks():
+    rule = None
+    if any(a is not None for a in (order_gap, moq, case_pack, max_order)):
+        rule = [item_array(name, 0.0 if a is None else a, prob.n, xp, prob.dtype, low=0.0)
+                for name, a in (("order_gap", order_gap), ("moq", moq), ("case_pack", case_pack))]
+        rule.append(xp.full((prob.n,), xp.inf, dtype=prob.dtype) if max_order is None
+                    else item_array("max_order", max_order, prob.n, xp, prob.dtype, low=0.0))
+    for idx, d_l, d_pi, _ in prob.chunks():
+        if rule is not None:
+            gap, m, p, cap = (a[idx] for a in rule)
+            d_pi = trigger_demand(xp, d_l, d_pi, gap=gap, moq=m, case_pack=p, max_order=cap, seed=seed)
         out[idx] = d_pi
     return out

@@ -18,7 +18,7 @@ from ._moments import period_summary
 from .lead_time import _interval_moments, mixture_demand_moments
 from .period_demand import basis_weights, check_quantile_values, prepare_quantiles
 from .orders import order_quantity, periods_until_order
-from .undershoot import needs_undershoot, trigger_undershoot
+from .undershoot import trigger_demand
 from .outcomes import _outcomes_samples, outcomes_normal
 from .policies import (_empirical_fill_rate_level, _empirical_quantile, critical_fractile, economic_order_quantity,
                        fill_rate_level, normal_policy)
@@ -372,23 +372,6 @@ def _sample_moments(xp, d):
     return mean, xp.sqrt(xp.maximum(sq - mean * mean, 0))
 
 
-def _trigger_demand(xp, d_l, d_pi, gap, moq, pack, cap, seed):
-    """Samples of the demand a cycle-service reorder point protects: over the lead time from
-    the review that places the order, plus how far the position had fallen below ``s`` by
-    then (:mod:`replenish.kernels.undershoot`). Without a gap, MOQ or case pack that is one
-    review period's demand (``d_pi`` as it is); with them, less (units, (c, S))."""
-    live = needs_undershoot(xp, gap, moq, pack)
-    if bool(live.all()):   # the usual case (the default case pack is 1 unit): no row selection
-        return d_l + trigger_undershoot(xp, d_pi - d_l, gap=gap, moq=moq, case_pack=pack, max_order=cap, seed=seed)
-    if not bool(live.any()):
-        return d_pi
-    rows = xp.nonzero(live)[0]
-    out = d_pi.copy()
-    out[rows] = d_l[rows] + trigger_undershoot(xp, d_pi[rows] - d_l[rows], gap=gap[rows], moq=moq[rows],
-                                               case_pack=pack[rows], max_order=cap[rows], seed=seed)
-    return out
-
-
 def _finish(xp, it, sel, target, mean_d, path, normal=None, samples=None, rate=None, seed=0):
     """Policy, order, timing and outcomes for one chunk of items (``sel`` into the (n,) inputs)."""
     level, review, pos = it.level[sel], it.review[sel], it.position[sel]
@@ -400,7 +383,7 @@ def _finish(xp, it, sel, target, mean_d, path, normal=None, samples=None, rate=N
     if samples is not None:
         d_l, d_pi = samples
         if target == "csl":
-            d_pi = _trigger_demand(xp, d_l, d_pi, eoq, moq, pack, cap, seed)
+            d_pi = trigger_demand(xp, d_l, d_pi, gap=eoq, moq=moq, case_pack=pack, max_order=cap, seed=seed)
         mu_l, sd_l = _sample_moments(xp, d_l)
         mu_p, sd_p = _sample_moments(xp, d_pi)
     else:

@@ -34,7 +34,7 @@ from . import _cpu
 from ._backend import asarray
 from .orders import _order_quantity
 
-__all__ = ["trigger_undershoot", "needs_undershoot"]
+__all__ = ["trigger_demand", "trigger_undershoot", "needs_undershoot"]
 
 _FAR_TRIES = 16   # rejection tries for a size-biased draw
 
@@ -42,6 +42,31 @@ _FAR_TRIES = 16   # rejection tries for a size-biased draw
 def needs_undershoot(xp, gap, moq, case_pack):
     """Items whose orders can leave the position above ``s``: a gap, an MOQ or a case pack."""
     return (gap > 0) | (moq > 0) | (case_pack > 0)
+
+
+def trigger_demand(xp, lead_demand, protect_demand, *, gap, moq, case_pack, max_order, seed: int = 0):
+    """Samples of the demand a cycle-service reorder point protects (units, (c, S)).
+
+    ``lead_demand`` and ``protect_demand`` are samples of demand over ``L`` and ``R + L``
+    on the same paths (:mod:`replenish.kernels._sampling`). For items whose orders are
+    rounded (a ``gap`` ``S - s``, an MOQ or a case pack; shape (c,), units) the result is
+    the lead time's demand from the review that places the order plus how far the
+    position had fallen below ``s`` by then (:func:`trigger_undershoot`, the review
+    period's demand taken as the difference of the two); for the others it is
+    ``protect_demand`` as it is.
+    """
+    d_l, d_pi = lead_demand, protect_demand
+    live = needs_undershoot(xp, gap, moq, case_pack)
+    if bool(live.all()):   # the usual case (the default case pack is 1 unit): no row selection
+        return d_l + trigger_undershoot(xp, d_pi - d_l, gap=gap, moq=moq, case_pack=case_pack,
+                                        max_order=max_order, seed=seed)
+    if not bool(live.any()):
+        return d_pi
+    rows = xp.nonzero(live)[0]
+    out = d_pi.copy()
+    out[rows] = d_l[rows] + trigger_undershoot(xp, d_pi[rows] - d_l[rows], gap=gap[rows], moq=moq[rows],
+                                               case_pack=case_pack[rows], max_order=max_order[rows], seed=seed)
+    return out
 
 
 def trigger_undershoot(xp, review_demand, *, gap, moq, case_pack, max_order, seed: int = 0,

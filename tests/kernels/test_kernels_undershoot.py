@@ -93,3 +93,25 @@ def test_compiled_chain_loop_equals_the_vectorized_code(dtype, monkeypatch):
     vectorized = undershoot.trigger_undershoot(np, r, **kw, seed=3)
     assert compiled.dtype == vectorized.dtype == dtype
     np.testing.assert_array_equal(compiled, vectorized)
+
+
+def test_plan_reorder_point_is_the_quantile_of_the_sampled_trigger_demand():
+    """What the report draws is what the plan used: with the same order rule and seed,
+    sample_lead_time_demand's samples put the plan's reorder point at the target share
+    (and the R + L samples below it less often: rounding lowered s)."""
+    from replenish.kernels import sample_lead_time_demand
+    rng = np.random.default_rng(2)
+    n, h = 50, 28
+    levels = np.array([0.05, 0.25, 0.5, 0.75, 0.95])
+    base = rng.uniform(3, 30, n)
+    q = (base[:, None, None] * np.ones((1, h, 1)) * np.array([0.5, 0.8, 1.0, 1.2, 1.6])).astype(np.float32)
+    kw = dict(lead_time=3.0, review_period=1.0, n_samples=2000, seed=5)
+    plan = plan_orders(levels, q, on_hand=0.0, on_order=0.0, service_level=0.9, method="sample",
+                       moq=12.0, case_pack=6.0, **kw)
+    rule = dict(order_gap=plan["order_up_to"] - plan["reorder_point"], moq=12.0, case_pack=6.0)
+    trig = sample_lead_time_demand(levels, q, kw["lead_time"], review_period=1.0, n_samples=2000, seed=5, **rule)
+    plain = sample_lead_time_demand(levels, q, kw["lead_time"], review_period=1.0, n_samples=2000, seed=5)
+    share = (trig <= plan["reorder_point"][:, None] + 1e-4).mean(axis=1)
+    assert np.all(np.abs(share - 0.9) <= 1.5 / 2000 + 1e-9), share
+    assert np.all((plain <= plan["reorder_point"][:, None]).mean(axis=1) < 0.9)
+    np.testing.assert_allclose(trig.mean(axis=1), plan["protection_demand_mean"], rtol=1e-5)
