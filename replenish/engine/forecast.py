@@ -211,6 +211,9 @@ class TFTForecaster:
         losses = [metrics.spl(actual, w * q_tft + (1 - w) * q_gbm, self.levels,
                               before.demand, before.indptr) for w in grid]
         best = int(np.nanargmin(losses))
+        if member.config.refit:   # the weight stands; the member learns the held-out periods too
+            full = GBMForecaster(self.levels, h, member.config)
+            member = full.fit(panel, rounds=member.history["rounds"])
         self.member, self.tft_weight = member, float(grid[best])
         info = {"member": "lightgbm", "tft_weight": self.tft_weight,
                 "spl_tft": float(losses[-1]), "spl_lightgbm": float(losses[0]),

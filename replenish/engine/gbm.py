@@ -236,7 +236,8 @@ class GBMForecaster:
         return np.column_stack(cols).astype(np.float32), lvl, names, cats
 
     # ---- training ----------------------------------------------------------------------
-    def fit(self, panel: Panel, holdout: int | None = None) -> "GBMForecaster":
+    def fit(self, panel: Panel, holdout: int | None = None,
+            rounds: list[int] | None = None) -> "GBMForecaster":
         """Train one model per level on every series of ``panel``.
 
         Parameters
@@ -246,11 +247,14 @@ class GBMForecaster:
         holdout : int, optional
             Periods at the end of every series kept out of the training targets and used for
             early stopping (default: ``horizon``; 0: no early stopping).
+        rounds : list of int, optional
+            Boosting rounds per level, fixed (a refit on the whole history with the rounds
+            early stopping found): no holdout, no early stopping.
         """
         import lightgbm as lgb
         cfg = self.config
         t0 = time.perf_counter()
-        holdout = self.horizon if holdout is None else int(holdout)
+        holdout = 0 if rounds is not None else self.horizon if holdout is None else int(holdout)
         panel = self._label_codes(panel, fit=True)
         a = self._arrays(panel)
         codes = self._static_codes(panel, fit=True)
@@ -297,9 +301,11 @@ class GBMForecaster:
         if len(val):
             Xva, lva, _, _ = self._features(a, panel, codes, s[val], o[val], step[val])
             sets = [lgb.Dataset(Xva, y[s[val], tgt[val]] / lva, reference=dtr)]
-        self.boosters, rounds = [], []
-        for lv in self.levels:
-            b = lgb.train({**params, "alpha": float(lv)}, dtr, num_boost_round=cfg.max_rounds,
+        fixed, rounds = rounds, []
+        self.boosters = []
+        for i, lv in enumerate(self.levels):
+            b = lgb.train({**params, "alpha": float(lv)}, dtr,
+                          num_boost_round=cfg.max_rounds if fixed is None else max(int(fixed[i]), 1),
                           valid_sets=sets or None,
                           callbacks=[lgb.early_stopping(cfg.early_stopping, verbose=False)]
                           if sets else None)

@@ -33,11 +33,9 @@ def test_rolling_statistics_match_a_loop():
                 assert (np.isnan(mx[i, j]) if len(block) == 0 else mx[i, j] == block.max())
 
 
-def test_unknown_periods_are_never_targets_and_quantiles_are_sorted(tmp_path):
-    panel = _weekly()
-    m = GBMForecaster(LEVELS, 6, SMALL).fit(panel, holdout=6)
-    # brute force: every (series, origin, step) whose target is known, before the holdout,
-    # with some known demand in the origin's last season (the level)
+def _expected_rows(panel, holdout, h=6):
+    """Brute force: every (series, origin, step) whose target is known, before the holdout,
+    with some known demand in the origin's last season (the level)."""
     t = int(panel.lengths.max())
     expected = 0
     for s in range(panel.n_series):
@@ -46,8 +44,14 @@ def test_unknown_periods_are_never_targets_and_quantiles_are_sorted(tmp_path):
         for o in range(t - 1):
             if not np.isfinite(y[max(0, o - 51):o + 1]).any():
                 continue
-            expected += sum(1 for k in range(1, 7) if o + k < t - 6 and np.isfinite(y[o + k]))
-    assert m.history["rows"] == expected
+            expected += sum(1 for k in range(1, h + 1) if o + k < t - holdout and np.isfinite(y[o + k]))
+    return expected
+
+
+def test_unknown_periods_are_never_targets_and_quantiles_are_sorted(tmp_path):
+    panel = _weekly()
+    m = GBMForecaster(LEVELS, 6, SMALL).fit(panel, holdout=6)
+    assert m.history["rows"] == _expected_rows(panel, 6)
     q = m.predict(panel)
     assert q.shape == (5, 6, 5) and q.dtype == np.float32
     assert np.isfinite(q).all() and (q >= 0).all() and (np.diff(q, axis=-1) >= 0).all()
@@ -57,6 +61,31 @@ def test_unknown_periods_are_never_targets_and_quantiles_are_sorted(tmp_path):
     with pytest.raises(ValueError):
         m.predict(toy_panel(lengths=[70], freq="W", observed=False, with_future=6))
     assert other.n_series == 2
+
+
+def test_refit_trains_on_the_whole_history_with_the_rounds_found():
+    panel = _weekly()
+    m = GBMForecaster(LEVELS, 6, SMALL).fit(panel, holdout=6)
+    full = GBMForecaster(LEVELS, 6, SMALL).fit(panel, rounds=m.history["rounds"])
+    assert full.history["rounds"] == m.history["rounds"] and full.history["validation_rows"] == 0
+    assert full.history["rows"] == _expected_rows(panel, 0) > m.history["rows"]
+
+
+def test_ensemble_refit_keeps_the_weight_and_learns_the_held_out_periods(tmp_path):
+    panel = _weekly(1)
+    cfg = ForecastConfig(horizon=6, encoder_length=12, hidden_size=8, hidden_continuous_size=4,
+                         attention_heads=1, batch_size=32, max_steps=20, val_every=10,
+                         quantiles=LEVELS, ensemble_options={"num_leaves": 7, "max_rounds": 40, "refit": True})
+    f = TFTForecaster(cfg).fit(panel)
+    assert f.member.config.refit and f.member.history["validation_rows"] == 0
+    assert f.member.history["rows"] == _expected_rows(panel, 0)
+    w = f.tft_weight
+    blend = np.sort(np.clip(w * f._predict_tft(panel) + (1 - w) * f.member.predict(panel), 0, None), -1)
+    np.testing.assert_allclose(f.predict(panel), blend, rtol=1e-6, atol=1e-5)
+    f.save(tmp_path / "model")
+    g = TFTForecaster.load(tmp_path / "model", device="cpu")
+    assert g.member.config.refit
+    np.testing.assert_array_equal(g.predict(panel), f.predict(panel))
 
 
 def test_ensemble_blends_the_members_with_the_fitted_weight(tmp_path):
