@@ -463,14 +463,16 @@ class _ItemPlotter:
                                           review_period=np.array([float(row["review_period_days"]) / st]),
                                           n_samples=4000, seed=0, **rule)[0]
         days = f"{float(row['review_period_days']) + lead * st:g} days"
+        review = float(row["review_period_days"])
+        every = "every day" if review == 1 else f"every {review:g} days"
         what = (f"demand over the lead time + how far below the reorder point the position is "
-                f"when an order goes out (review period {float(row['review_period_days']):g} days, rounded "
-                f"orders)" if rule else f"demand over review period + lead time ({days})")
+                f"when an order goes out (reviewed {every}, orders rounded)" if rule
+                else f"demand over review period + lead time ({days})")
         title = f"SKU {r['sku']} at location {r['location']}: {what}"
         img = _img(_charts.lead_time_demand(title, samples, float(row["protection_demand_mean"]),
                                             float(row["reorder_point"]), float(row["safety_stock"]),
                                             float(row["inventory_position"]),
-                                            label="demand to the next receipt" if rule else "demand over R + L"),
+                                            label="demand the reorder point covers" if rule else "demand over R + L"),
                    f"lead-time demand of {r['sku']} at {r['location']}")
         parts = [["pipeline stock (demand over the lead time)", row["pipeline_stock"]],
                  ["cycle stock (review period + lot size)", row["cycle_stock"]],
