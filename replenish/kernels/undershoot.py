@@ -11,7 +11,7 @@ an order rounded up to the case pack, raised to the MOQ, or spaced by the EOQ le
 position above ``S = s`` after ordering, by a gap ``G``, and the next trigger comes when
 the demand since has used the gap up: ``O = (demand since) - G``, smaller than a review
 period's demand. Planned for ``R + L`` regardless, such items are over-served (with an
-MOQ of 12 and a case pack of 6 on Poisson demand of about 24 units a day, a 80% cycle
+MOQ of 12 and a case pack of 6 on Poisson demand of about 24 units a day, an 80% cycle
 service target realises about 89%).
 
 :func:`trigger_undershoot` draws ``O`` from the stationary order-to-order chain: each

@@ -82,7 +82,7 @@ def test_compiled_chain_loop_equals_the_vectorized_code(dtype, monkeypatch):
     every rule (MOQ, case pack, maximum order, a gap) and the far-start limit (gap 300)."""
     from replenish.kernels import _cpu, undershoot
     if not _cpu.enabled():
-        pytest.skip("numba not available")
+        pytest.skip("the compiled loops are off (no numba, or REPLENISH_NUMBA=0)")
     rng = np.random.default_rng(0)
     n = 300
     r = rng.gamma(3, 2, (n, 500)).astype(dtype)
