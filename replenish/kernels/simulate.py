@@ -144,12 +144,18 @@ def rounded_lead_sd(mean, sd, *, chunk: int = 4096):
     have. Solved by bisection on the distinct (mean, sd) pairs, in float64 on the host.
     """
     mean, sd = np.broadcast_arrays(np.asarray(mean, np.float64), np.asarray(sd, np.float64))
+    if not sd.size or sd.max() <= 0:   # fixed lead times: nothing to solve
+        return np.zeros(mean.shape)
     if mean.size > 1 and mean.min() == mean.max() and sd.min() == sd.max():   # one lead time for all
         return np.broadcast_to(rounded_lead_sd(mean.flat[:1], sd.flat[:1]), mean.shape).copy()
-    pairs, back = np.unique(mean.ravel() + 1j * sd.ravel(), return_inverse=True)
-    got = np.zeros(len(pairs))
-    for a in range(0, len(pairs), chunk):
-        m, s = pairs[a:a + chunk].real, pairs[a:a + chunk].imag
+    # distinct (mean, sd) pairs through integer codes (sorting floats once each is cheaper)
+    um, im = np.unique(mean.ravel(), return_inverse=True)
+    us, isd = np.unique(sd.ravel(), return_inverse=True)
+    codes, back = np.unique(im.reshape(-1) * len(us) + isd.reshape(-1), return_inverse=True)
+    pm, ps = um[codes // len(us)], us[codes % len(us)]
+    got = np.zeros(len(codes))
+    for a in range(0, len(codes), chunk):
+        m, s = pm[a:a + chunk], ps[a:a + chunk]
         cap = np.where((s > 0) & (m > 0), np.ceil(m + _LEAD_SD_CAP * s), m)
         want = s * s
         # rounding adds at most 1/4 period^2: the answer lies in [sqrt(sd^2 - 1/4), sd]
