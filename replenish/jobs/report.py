@@ -197,7 +197,8 @@ def build_report(run: str | Path, *, ledger: str | Path | None = None,
     # the sampling path's cycle-service reorder point covers the demand up to the order's
     # trigger under the order rule (kernels.undershoot): draw that demand, not R + L
     plot = _ItemPlotter(run, fc_dir, step, unit,
-                        rounded=cfg.get("method", "sample") == "sample" and cfg.get("target", "csl") == "csl")
+                        rounded=cfg.get("method", "sample") == "sample" and cfg.get("target", "csl") == "csl",
+                        draws=(int(cfg.get("n_samples") or 1000), int(cfg.get("seed") or 0)))
     top = _pick(hl, "exception", items)
     parts.append(_section("top-exceptions", "Top exceptions: forecast and projected inventory",
                           plot.items(top, exc_rows) if top else
@@ -341,9 +342,11 @@ def _pick(hl: pa.Table | None, why: str, k: int) -> list[dict[str, Any]]:
 class _ItemPlotter:
     """Per-item pictures: reads the items' orders and forecasts rows once."""
 
-    def __init__(self, run: Path, fc_dir: Path | None, step: int, unit: str, rounded: bool = False):
+    def __init__(self, run: Path, fc_dir: Path | None, step: int, unit: str, rounded: bool = False,
+                 draws: tuple[int, int] = (1000, 0)):
         self.run, self.fc_dir, self.step, self.unit = run, fc_dir, step, unit
-        self.rounded = rounded
+        # rounded: the plan's reorder point allows for rounded orders; draws: its samples and seed
+        self.rounded, self.draws = rounded, draws
         self._cache: dict[tuple[str, str], tuple[dict, np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def _load(self, picked: list[dict[str, Any]]) -> None:
@@ -461,7 +464,7 @@ class _ItemPlotter:
         samples = sample_lead_time_demand(levels, q[None].astype(np.float64), np.array([lead]),
                                           lead_time_std=np.array([sd]) if sd > 0 else None,
                                           review_period=np.array([float(row["review_period_days"]) / st]),
-                                          n_samples=4000, seed=0, **rule)[0]
+                                          n_samples=self.draws[0], seed=self.draws[1], **rule)[0]
         days = f"{float(row['review_period_days']) + lead * st:g} days"
         review = float(row["review_period_days"])
         every = "every day" if review == 1 else f"every {review:g} days"
@@ -475,7 +478,8 @@ class _ItemPlotter:
                                             label="demand the reorder point covers" if rule else "demand over R + L"),
                    f"lead-time demand of {r['sku']} at {r['location']}")
         parts = [["pipeline stock (demand over the lead time)", row["pipeline_stock"]],
-                 ["cycle stock (review period + lot size)", row["cycle_stock"]],
+                 ["cycle stock (review period, or the undershoot with rounded orders, + lot size)",
+                  row["cycle_stock"]],
                  ["safety stock: demand uncertainty", row["safety_stock_demand"]],
                  ["safety stock: lead-time uncertainty", row["safety_stock_lead_time"]],
                  ["= order-up-to level", row["order_up_to"]]]

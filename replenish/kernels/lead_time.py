@@ -194,7 +194,8 @@ def lead_time_demand_moments(levels, quantiles, lead_time, *, lead_time_std=None
 def sample_lead_time_demand(levels, quantiles, lead_time, *, lead_time_std=None, lead_time_pmf=None,
                             review_period=0.0, n_samples=1000, seed=0, chunk_size=None, order_gap=None,
                             moq=None, case_pack=None, max_order=None):
-    """Monte-Carlo samples of demand over review period plus lead time.
+    """Monte-Carlo samples of demand over review period plus lead time (or, given an order
+    rule, of the demand a cycle-service reorder point protects under it).
 
     Parameters
     ----------
@@ -221,7 +222,9 @@ def sample_lead_time_demand(levels, quantiles, lead_time, *, lead_time_std=None,
         are of the demand a cycle-service reorder point protects under that rule, the
         lead time's demand plus the undershoot below ``s`` at the review that orders
         (:func:`replenish.kernels.undershoot.trigger_demand`, as
-        :func:`replenish.kernels.plan_orders` plans with ``method="sample"``).
+        :func:`replenish.kernels.plan_orders` plans with ``method="sample"``). Pass the
+        plan's ``review_period`` too: its default here is 0 (continuous review), that of
+        ``plan_orders`` is 1.
 
     Returns
     -------

@@ -131,9 +131,10 @@ def plan_orders(levels, quantiles, *, on_hand, on_order, backorders=None, lead_t
     -------
     dict of ndarray, shape (n,)
         ``lead_time_demand_mean``/``_std`` (over L) and
-        ``protection_demand_mean``/``_std`` (over R + L), units;
+        ``protection_demand_mean``/``_std`` (over R + L; for rounded orders on the
+        sampling path with ``"csl"``, over L plus the undershoot, see Notes), units;
         ``safety_stock = reorder_point - protection_demand_mean``;
-        ``reorder_point`` (quantile of demand over R + L at the target);
+        ``reorder_point`` (quantile of that protection demand at the target);
         ``order_up_to`` (the same, at least ``reorder_point + eoq``);
         ``order_quantity`` (order now, units); ``eoq`` (units, 0 without fixed
         cost); ``periods_until_order`` (float periods, NaN beyond the horizon);
@@ -172,7 +173,8 @@ def plan_orders(levels, quantiles, *, on_hand, on_order, backorders=None, lead_t
       realised 89%). For those items ``s`` is the quantile of the lead-time demand plus
       that *undershoot*, drawn from the order-to-order chain of the order rule
       (:mod:`replenish.kernels.undershoot`), and ``protection_demand_mean``/``_std``
-      report that demand. Items without constraints keep R + L exactly. Only the
+      report that demand. Items without constraints keep R + L exactly (the jobs'
+      default case pack, 1 unit, makes every item one with a constraint). Only the
       sampling path does this (``method="normal"`` keeps R + L: it is the path for
       tens of millions of items, and the chain would cost more than the rest of it; it
       over-serves such items). The fill-rate and cost targets are unchanged.
