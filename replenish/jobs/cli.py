@@ -268,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .report import write_report
             path = write_report(args.run, ledger=args.ledger, backtest=args.backtest,
                                 out=args.out, items=args.items)
-            print(f"report written to {path} ({path.stat().st_size / 1024:.0f} KiB)")
+            say(f"report written to {path} ({path.stat().st_size / 1024:.0f} KiB)")
             return 0
         if args.command == "evaluate":
             from .evaluate import evaluate_run

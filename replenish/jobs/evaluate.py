@@ -81,8 +81,10 @@ def evaluate_run(run: str | Path, history: Any, out: str | Path | None = None, *
 
     t0 = time.perf_counter()
     run = Path(run)
+    if not run.is_dir():
+        raise DataError(f"{run} does not exist (give the --out folder of a finished plan or optimize job)")
     if not (run / "_SUCCESS").exists():
-        raise DataError(f"evaluate: {run} holds no finished job (no _SUCCESS marker)")
+        raise DataError(f"{run} holds no finished job (no _SUCCESS marker)")
     fc = run_forecasts(run)
     orders = read_output(run, "orders") if (run / "orders").exists() else None
     planned = run_freq(run, fc)   # the actuals are read in the run's periods

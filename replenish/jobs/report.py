@@ -177,10 +177,12 @@ def build_report(run: str | Path, *, ledger: str | Path | None = None,
     """The report's HTML text (see the module docstring)."""
     from ._outputs import read_manifest, read_output
     run = Path(run)
+    if not run.is_dir():
+        raise DataError(f"{run} does not exist (give the --out folder of a finished plan or optimize job)")
     if not (run / "_SUCCESS").exists():
-        raise DataError(f"report: {run} holds no finished job (no _SUCCESS marker)")
+        raise DataError(f"{run} holds no finished job (no _SUCCESS marker)")
     if not (run / "orders").exists():
-        raise DataError(f"report: {run} holds no orders (a plan or optimize job's folder)")
+        raise DataError(f"{run} holds no orders (a plan or optimize job's folder)")
     t0 = time.perf_counter()
     manifest = read_manifest(run)
     summary = manifest.get("summary") or {}

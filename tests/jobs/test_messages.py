@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from replenish.jobs._messages import Formatter, merge_reports, repair_lines, say, sum_reports
 
 
@@ -44,3 +46,15 @@ def test_shard_reports_are_added_up_and_said_once():
                for line in lines)
     # one report for several panels (the train job's) gives the same repairs
     assert merge_reports([sum_reports(reports)]) == repairs
+
+
+@pytest.mark.parametrize("command", ["report", "evaluate"])
+def test_a_missing_run_folder_is_named_once_as_missing(tmp_path, capsys, command):
+    from replenish.jobs.cli import main
+    missing = tmp_path / "no_such_run"
+    args = ([command, "--run", str(missing), "--history", str(tmp_path / "h.parquet"), "--out", str(tmp_path / "ev")]
+            if command == "evaluate" else [command, str(missing)])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"[replenish] {command}: error: {missing} does not exist" in err
+    assert f"{command}: error: {command}:" not in err
