@@ -459,7 +459,7 @@ class _ItemPlotter:
         sd = float(row.get("lead_time_std_days") or 0.0) / st
         rule = {}
         if self.rounded:
-            cap = float(row.get("max_order") or np.inf)
+            cap = np.inf if row.get("max_order") is None else float(row["max_order"])
             rule = dict(order_gap=max(float(row["order_up_to"]) - float(row["reorder_point"]), 0.0),
                         moq=float(row.get("moq") or 0.0), case_pack=float(row.get("case_pack") or 0.0),
                         max_order=None if not np.isfinite(cap) else cap)

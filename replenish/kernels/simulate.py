@@ -450,10 +450,10 @@ def _lead_model(xp, n, lead_time, lead_time_std, lead_time_pmf) -> dict:
     mean = xp.ascontiguousarray(item_array("lead_time", lead_time, n, xp, f64, low=0.0))
     sd = xp.ascontiguousarray(item_array("lead_time_std", 0.0 if lead_time_std is None else lead_time_std,
                                          n, xp, f64, low=0.0))
-    cap = xp.where((sd > 0) & (mean > 0), xp.ceil(mean + _LEAD_SD_CAP * sd), mean)
     # the lognormal's own sd, smaller, so that the rounded (whole-period) draws have sd ``sd``
     inner = asarray(rounded_lead_sd(to_numpy(mean), to_numpy(sd)), xp, dtype=f64)
     random = (inner > 0) & (mean > 0)
+    cap = xp.where(random, xp.ceil(mean + _LEAD_SD_CAP * sd), mean)   # (two-point draws: the mean)
     safe = xp.where(mean > 0, mean, 1.0)
     sig2 = xp.where(random, xp.log1p((inner / safe) ** 2), 0.0)
     sigma = xp.sqrt(sig2)
