@@ -13,8 +13,10 @@ __all__ = ["run_demo"]
 
 
 #: The demo trains under a wall-clock budget so it finishes in a few minutes on 2 cores;
-#: ``replenish plan`` without a budget trains to its step limit / early stopping.
-DEMO_FORECAST = {"time_budget_s": 150.0}
+#: ``replenish plan`` without a budget trains to its step limit / early stopping. Its LightGBM
+#: member samples the earlier default of 200,000 training rows (a third of today's; about
+#: 3 minutes less on the bakery).
+DEMO_FORECAST = {"time_budget_s": 150.0, "ensemble_options": {"max_rows": 200_000}}
 
 
 def _day(t):

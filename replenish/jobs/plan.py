@@ -411,6 +411,8 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
         gap_rules(cfg.columns, cfg.gap_fill)
     model_meta = _check_saved_model(cfg) if cfg.model and "forecast" in stages else None
     out = Path(cfg.out)
+    # the inputs' columns are checked before anything under --out is made or removed
+    key_types, constant = _key_types(cfg), _constant_keys(cfg)
     fp = cfg.fingerprint() + "-" + _inputs_signature(cfg) + "-" + "+".join(stages)
     manifest = read_manifest(out)
     if not manifest and out.is_dir():
@@ -445,7 +447,7 @@ def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast",
             manifest = {"job": "plan", "stages": list(stages), "fingerprint": fp,
                         "status": "running", "n_shards": n_shards, "shards": {},
                         "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "config": asdict(cfg),
-                        "key_types": _key_types(cfg), "constant_keys": _constant_keys(cfg),
+                        "key_types": key_types, "constant_keys": constant,
                         "unit_cost_given": _unit_cost_given(cfg)}
             for k in ("history", "inventory", "future", "budget_table", "network", "dc_inventory"):
                 if isinstance(getattr(cfg, k), pa.Table):

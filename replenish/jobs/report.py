@@ -429,6 +429,9 @@ class _ItemPlotter:
 
         def d(v):
             return "-" if v is None else f"{float(v):,.1f}"
+
+        def days(v):   # 1 day, 2 days, 0.5 days
+            return "- days" if v is None else f"{g(v)} day{'' if float(v) == 1 else 's'}"
         bits = [f"order {g(row['order_quantity'])} units (need {g(row['order_need'])}, bound by "
                 f"{_e(row['binding_rule'])})",
                 f"position {g(row['inventory_position'])}",
@@ -436,8 +439,10 @@ class _ItemPlotter:
                 f"days of supply {d(row['days_of_supply_on_hand'])} on hand, "
                 f"{d(row['days_of_supply_after_order'])} after the order",
                 f"stockout without the order {_e(row['stockout_date'])}",
-                f"lead time {g(row['lead_time_days'])} days, review every "
-                f"{g(row['review_period_days'])} days"]
+                f"lead time {days(row['lead_time_days'])}, "
+                + ("reviewed daily" if row['review_period_days'] is not None
+                   and float(row['review_period_days']) == 1 else
+                   f"review every {days(row['review_period_days'])}")]
         if r["why"] == "least_accurate":
             if row.get("forecast_rmsse") is not None and np.isfinite(row["forecast_rmsse"]):
                 bits.append(f"recent RMSSE {g(row['forecast_rmsse'])}, bias "

@@ -409,6 +409,7 @@ def test_cli_on_existing_scheduler_with_mapped_columns(client, data, trained, tm
                "--scheduler", client.scheduler.address])
     assert rc == 2  # default column names are not in this file: a clear error, not a crash
     assert "required column(s) ['sku', 'location', 'date', 'demand'] missing" in capsys.readouterr().err
+    assert not (tmp_path / "cli2").exists()   # checked before --out is made: no empty folder
 
 
 def test_evaluate_accuracy_and_realised_service(client, data, trained, tmp_path):

@@ -242,6 +242,9 @@ def test_report_renders_in_a_headless_browser(runs, tmp_path):
     text = path.read_text()
     assert "http://" not in text and "https://" not in text and "<script" not in text
     assert len(text) < 3_000_000
+    import re   # the items' facts speak whole units: "1 day", "reviewed daily", never "1 days"
+    assert "reviewed daily" in text or "review every" in text
+    assert not re.search(r"(?<![\d.,])1 days", text)
     binary = chromium_or_skip()
     with Browser(binary) as b:
         b.open(path)
