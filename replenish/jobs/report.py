@@ -149,6 +149,14 @@ def _days(v: Any) -> str:
         "inf" if not np.isfinite(v) else f"{v:,.1f}"
 
 
+def _review_words(review_days: Any) -> str:
+    """How often an item is reviewed, in words: "reviewed daily", "review every 7 days"."""
+    if review_days is None:
+        return "review every - days"
+    v = float(review_days)
+    return "reviewed daily" if v == 1 else f"review every {v:,.4g} days"
+
+
 def _img(data: bytes, alt: str) -> str:
     return (f'<img alt="{html.escape(alt)}" src="data:image/png;base64,'
             f'{base64.b64encode(data).decode("ascii")}">')
@@ -439,10 +447,7 @@ class _ItemPlotter:
                 f"days of supply {d(row['days_of_supply_on_hand'])} on hand, "
                 f"{d(row['days_of_supply_after_order'])} after the order",
                 f"stockout without the order {_e(row['stockout_date'])}",
-                f"lead time {days(row['lead_time_days'])}, "
-                + ("reviewed daily" if row['review_period_days'] is not None
-                   and float(row['review_period_days']) == 1 else
-                   f"review every {days(row['review_period_days'])}")]
+                f"lead time {days(row['lead_time_days'])}, {_review_words(row['review_period_days'])}"]
         if r["why"] == "least_accurate":
             if row.get("forecast_rmsse") is not None and np.isfinite(row["forecast_rmsse"]):
                 bits.append(f"recent RMSSE {g(row['forecast_rmsse'])}, bias "
@@ -473,10 +478,9 @@ class _ItemPlotter:
                                           review_period=np.array([float(row["review_period_days"]) / st]),
                                           n_samples=self.draws[0], seed=self.draws[1], **rule)[0]
         days = f"{float(row['review_period_days']) + lead * st:g} days"
-        review = float(row["review_period_days"])
-        every = "every day" if review == 1 else f"every {review:g} days"
         what = (f"demand over the lead time + how far below the reorder point the position is "
-                f"when an order goes out (reviewed {every}, orders rounded)" if rule
+                f"when an order goes out ({_review_words(row['review_period_days'])}, orders "
+                f"rounded)" if rule
                 else f"demand over review period + lead time ({days})")
         title = f"SKU {r['sku']} at location {r['location']}: {what}"
         img = _img(_charts.lead_time_demand(title, samples, float(row["protection_demand_mean"]),
