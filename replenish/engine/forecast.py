@@ -157,7 +157,7 @@ class TFTForecaster:
             hist["calibrated_levels"] = self.calibrated_levels.tolist()
         self.member, self.tft_weight = None, 1.0
         if cfg.ensemble and holdout and plan.holdout:
-            hist["ensemble"] = self._fit_member(panel)
+            hist["ensemble"] = self._fit_member(panel, progress)
         hist.update(prepare_seconds=prep, fit_seconds=time.perf_counter() - t0,
                     device=str(self._device), series=panel.n_series,
                     unknown_keys=sampler.n_unknown_keys,
@@ -189,16 +189,27 @@ class TFTForecaster:
                  np.round(self.levels, 3).tolist(), np.round(new, 4).tolist())
         return new
 
-    def _fit_member(self, panel: Panel) -> dict[str, Any]:
+    def _fit_member(self, panel: Panel, progress=None) -> dict[str, Any]:
         """Train the LightGBM member on ``panel`` (its last horizon held out, as the TFT's)
-        and fit the TFT's weight in the quantile average on those held-out periods."""
+        and fit the TFT's weight in the quantile average on those held-out periods.
+        ``progress`` (the training's, see :meth:`fit`) is called after each level's model
+        with ``stage="member"``: models done of all (the refit's too), seconds so far."""
         from . import metrics
         from .gbm import GBMConfig, GBMForecaster
         cfg, h = self.config, self.config.horizon
         t0 = time.perf_counter()
         member = GBMForecaster(self.levels, h, GBMConfig(**cfg.ensemble_options, seed=cfg.seed,
                                                          threads=torch.get_num_threads()))
-        member.fit(panel, holdout=h)
+        total = len(self.levels) * (2 if member.config.refit else 1)
+
+        def report(offset: int, what: str):
+            if progress is None:
+                return None
+            return lambda done, _, level, rounds: progress(
+                offset + done, total, None, None, time.perf_counter() - t0, None,
+                validated=True, stage="member",
+                note=f"level {level:g}, {rounds} rounds, {what}")
+        member.fit(panel, holdout=h, progress=report(0, "early stopping on the held-out periods"))
         # forecasts of the held-out periods from the history before them, by both members
         long = np.flatnonzero(panel.lengths > h + 2)
         rng = np.random.default_rng(cfg.seed + 2)
@@ -213,7 +224,8 @@ class TFTForecaster:
         best = int(np.nanargmin(losses))
         if member.config.refit:   # the weight stands; the member learns the held-out periods too
             full = GBMForecaster(self.levels, h, member.config)
-            member = full.fit(panel, rounds=member.history["rounds"])
+            member = full.fit(panel, rounds=member.history["rounds"],
+                              progress=report(len(self.levels), "refit on the whole history"))
         self.member, self.tft_weight = member, float(grid[best])
         info = {"member": "lightgbm", "tft_weight": self.tft_weight,
                 "spl_tft": float(losses[-1]), "spl_lightgbm": float(losses[0]),

@@ -135,11 +135,20 @@ class GBMForecaster:
                 observed[:, j] = lut[observed[:, j].astype(np.int64)]
         return replace(panel, known=known, observed=observed, future_known=fk)
 
-    def _arrays(self, panel: Panel) -> dict[str, Any]:
-        """Per-(series, period) arrays the features are read from."""
+    def _arrays(self, panel: Panel, last_only: bool = False) -> dict[str, Any]:
+        """Per-(series, period) arrays the features are read from. ``last_only``: for
+        forecasts from the last period alone, only the periods the features of that origin
+        read (the longest rolling window; the share of unknown periods still counts the
+        whole history), so a forecast of a long history costs what one of 113 days does."""
         freq = panel.freq
         season = 7 if freq == "D" else 52
+        windows = (7, 14, 28, 56, 112) if freq == "D" else (4, 8, 13, 26, 52)
         y, known, observed = _on_grid(panel)
+        unknown_share = np.cumsum(~np.isfinite(y), 1) / np.arange(1, y.shape[1] + 1)
+        keep = max(windows + (season,)) + 1
+        if last_only and y.shape[1] > keep:
+            y, known, observed = y[:, -keep:], known[:, -keep:], observed[:, -keep:]
+            unknown_share = unknown_share[:, -keep:]
         n, t = y.shape
         h = self.horizon
         fk = panel.future_known
@@ -148,7 +157,6 @@ class GBMForecaster:
         else:   # no future values: the last known ones (only used for observed-only schemas)
             known = np.concatenate([known, np.repeat(known[:, -1:], h, 1)], 1)
         level, _ = _rolling_mean(y, season)
-        windows = (7, 14, 28, 56, 112) if freq == "D" else (4, 8, 13, 26, 52)
         roll = {f"mean_{w}": _rolling_mean(y, w)[0] for w in windows}
         m, cnt = _rolling_mean(y, season)
         m2, _ = _rolling_mean(y, season, square=True)
@@ -158,14 +166,17 @@ class GBMForecaster:
         numeric = [j for j, c in enumerate(panel.known_names) if c not in panel.categories]
         step_days = FREQ_STEP_DAYS[freq]
         first_day = panel.end.astype("datetime64[D]").astype(np.int64) - (t - 1) * step_days
-        cal = calendar(first_day[:, None] + np.arange(t + h) * step_days)
+        # one calendar row per distinct first day (series ending on the same day share it)
+        first, cal_row = np.unique(first_day, return_inverse=True)
+        cal = calendar(first[:, None] + np.arange(t + h) * step_days)
         cal_names = ("cal_day_of_week", "cal_day_of_month", "cal_month", "cal_day_of_year") \
             if freq == "D" else ("cal_week_of_year", "cal_month")
         return {"y": y, "known": known, "observed": observed, "level": level + 1.0,
                 "roll": roll, "known_mean": [_rolling_mean(known[:, :t, j], season)[0]
                                              for j in numeric], "numeric": numeric,
-                "unknown_share": np.cumsum(~np.isfinite(y), 1) / np.arange(1, t + 1),
-                "cal": {k: cal[k] for k in cal_names}, "season": season,
+                "unknown_share": unknown_share,
+                "cal": {k: cal[k] for k in cal_names}, "cal_row": cal_row.ravel(),
+                "season": season,
                 "lags": (0, 1, 2, 3, 6, 13, 27) if freq == "D" else tuple(range(8))}
 
     def _static_codes(self, panel: Panel, fit: bool) -> dict[str, np.ndarray]:
@@ -223,7 +234,7 @@ class GBMForecaster:
             cols.append(a["observed"][s, o, j])
             names.append(f"observed_{c}")
         for k, v in a["cal"].items():
-            cols.append(v[s, tgt])
+            cols.append(v[a["cal_row"][s], tgt])
             names.append(k)
         for k, v in panel.static.items():
             if np.asarray(v).dtype.kind in "fc":
@@ -237,7 +248,7 @@ class GBMForecaster:
 
     # ---- training ----------------------------------------------------------------------
     def fit(self, panel: Panel, holdout: int | None = None,
-            rounds: list[int] | None = None) -> "GBMForecaster":
+            rounds: list[int] | None = None, progress=None) -> "GBMForecaster":
         """Train one model per level on every series of ``panel``.
 
         Parameters
@@ -250,6 +261,8 @@ class GBMForecaster:
         rounds : list of int, optional
             Boosting rounds per level, fixed (a refit on the whole history with the rounds
             early stopping found): no holdout, no early stopping.
+        progress : callable, optional
+            Called as ``progress(done, levels, level, rounds)`` after each level's model.
         """
         import lightgbm as lgb
         cfg = self.config
@@ -311,6 +324,8 @@ class GBMForecaster:
                           if sets else None)
             self.boosters.append(b)
             rounds.append(int(b.best_iteration or b.current_iteration()))
+            if progress is not None:
+                progress(i + 1, len(self.levels), float(lv), rounds[-1])
         self.schema.update(freq=panel.freq, known=list(panel.known_names),
                            observed=list(panel.observed_names), features=names)
         self.history = {"rows": int(len(train)), "validation_rows": int(len(val)),
@@ -333,7 +348,7 @@ class GBMForecaster:
                              f"{list(panel.known_names)} / {list(panel.observed_names)} "
                              f"(model: {self.schema['known']} / {self.schema['observed']})")
         panel = self._label_codes(panel, fit=False)
-        a = self._arrays(panel)
+        a = self._arrays(panel, last_only=True)
         codes = self._static_codes(panel, fit=False)
         n, t = a["y"].shape
         h = self.horizon

@@ -125,8 +125,9 @@ def training_reporter(every_s: float = 1.0) -> Callable[..., None]:
         worker = None
     last = [0.0]
 
-    def cb(step: int, steps: int, loss: float, best: float | None, elapsed: float,
-           budget_s: float | None = None, validated: bool = False, done: bool = False) -> None:
+    def cb(step: int, steps: int, loss: float | None, best: float | None, elapsed: float,
+           budget_s: float | None = None, validated: bool = False, done: bool = False,
+           stage: str = "tft", note: str | None = None) -> None:
         now = time.perf_counter()
         if not (validated or done or now - last[0] >= every_s):
             return
@@ -135,9 +136,11 @@ def training_reporter(every_s: float = 1.0) -> Callable[..., None]:
         left = (steps - step) / rate if rate > 0 else None
         if budget_s is not None:
             left = min(left if left is not None else budget_s, max(budget_s - elapsed, 0.0))
-        msg = {"step": int(step), "steps": int(steps), "loss": float(loss),
+        msg = {"step": int(step), "steps": int(steps),
+               "loss": None if loss is None else float(loss),
                "best": None if best is None else float(best), "elapsed": float(elapsed),
-               "left": 0.0 if done else left, "validated": bool(validated), "done": bool(done)}
+               "left": 0.0 if done else left, "validated": bool(validated), "done": bool(done),
+               "stage": stage, "note": note}
         if worker is not None:
             worker.log_event(TRAIN_TOPIC, msg)
         else:
@@ -154,6 +157,9 @@ def _fmt_s(s: float | None) -> str:
 
 
 def _line(msg: dict) -> str:
+    if msg.get("stage") == "member":   # the ensemble member: one line per quantile model
+        return (f"LightGBM member: {msg['step']}/{msg['steps']} quantile models ({msg['note']}), "
+                f"{_fmt_s(msg['elapsed'])} elapsed, time left {_fmt_s(msg['left'])}")
     best = "-" if msg["best"] is None else f"{msg['best']:.4f}"
     return (f"training step {msg['step']}/{msg['steps']}, loss {msg['loss']:.4f}, best "
             f"validation {best}, {_fmt_s(msg['elapsed'])} elapsed, time left "
@@ -175,13 +181,15 @@ def _render_line(msg: dict) -> None:
 class TrainingProgress:
     """Show the training events of :func:`training_reporter` while the block runs.
 
-    With bars: one bar of steps with loss, best validation loss and time left; quiet: one
-    line per validation. ``client``: the job's distributed Client.
+    With bars: one bar of steps with loss, best validation loss and time left, then one of
+    the LightGBM member's quantile models; quiet: one line per validation and per model.
+    ``client``: the job's distributed Client.
     """
 
     def __init__(self, client):
         self.client = client
         self.bar = None
+        self.member_bar = None
         self.last: dict | None = None
 
     def __enter__(self) -> "TrainingProgress":
@@ -193,6 +201,13 @@ class TrainingProgress:
         self.last = msg
         if not bars_enabled():
             _render_line(msg)
+            return
+        if msg.get("stage") == "member":
+            if self.member_bar is None:
+                self.member_bar = _bar(msg["steps"], "LightGBM member", "model")
+            self.member_bar.set_postfix_str(f"{msg['note']}, left {_fmt_s(msg['left'])}",
+                                            refresh=False)
+            self.member_bar.update(msg["step"] - self.member_bar.n)
             return
         if self.bar is None:
             self.bar = _bar(msg["steps"], "training", "step")
@@ -206,8 +221,9 @@ class TrainingProgress:
             self.client.unsubscribe_topic(TRAIN_TOPIC)
         except Exception:   # the client may be closing
             pass
-        if self.bar is not None:
-            self.bar.close()
+        for bar in (self.bar, self.member_bar):
+            if bar is not None:
+                bar.close()
         return False
 
 

@@ -1,4 +1,8 @@
-"""The LightGBM ensemble member: its rows, its quantiles, its round trip, the blend."""
+"""The LightGBM ensemble member: its rows, its quantiles, its round trip, the blend, its
+progress lines."""
+import io
+import re
+
 import numpy as np
 import pytest
 
@@ -122,3 +126,46 @@ def test_member_options_are_the_member_settings():
     assert set(MEMBER_OPTIONS) == {f.name for f in fields(GBMConfig)} - {"seed", "threads"}
     with pytest.raises(ValueError, match=r"ensemble_options: unknown key\(s\) \['leaves'\]"):
         ForecastConfig(ensemble_options={"leaves": 3})
+
+
+@pytest.mark.parametrize("freq,length", [("D", 300), ("W", 120)])
+def test_forecasts_read_only_the_periods_their_features_need(freq, length):
+    """Forecasts from the last 113 days (53 weeks) of the grid equal those from the whole
+    history, unknown periods and a short series included."""
+    panel = toy_panel(lengths=[length, length, 60, length], freq=freq, seed=5, with_future=6)
+    panel.demand[panel.indptr[1] + np.array([3, 40, length - 20, length - 2])] = np.nan
+    m = GBMForecaster(LEVELS, 6, SMALL).fit(panel, holdout=6)
+    q = m.predict(panel)
+    whole = m._arrays
+    m._arrays = lambda p, last_only=False: whole(p)
+    np.testing.assert_allclose(q, m.predict(panel), rtol=1e-5, atol=1e-5)
+    a, b = whole(panel), whole(panel, last_only=True)
+    assert b["y"].shape[1] == (113 if freq == "D" else 53) < a["y"].shape[1]
+    np.testing.assert_allclose(b["unknown_share"][:, -1], a["unknown_share"][:, -1])
+
+
+def test_the_ensemble_member_shows_each_quantile_model():
+    """The member's training (early-stopped fit, then the refit) reports every level's model
+    with the time left: no silent minutes after the TFT's last step."""
+    from replenish.jobs import _progress
+    panel = toy_panel(lengths=[70, 70, 40, 70], freq="W", seed=1, with_future=6)
+    levels = (0.1, 0.5, 0.9)
+    cfg = ForecastConfig(horizon=6, encoder_length=12, hidden_size=8, hidden_continuous_size=4,
+                         attention_heads=1, batch_size=32, max_steps=20, val_every=10,
+                         quantiles=levels, ensemble_options={"num_leaves": 7, "max_rounds": 30})
+    stream = io.StringIO()
+    _progress.set_mode("quiet", stream=stream)
+    try:
+        TFTForecaster(cfg).fit(panel, progress=_progress.training_reporter(every_s=3600))
+    finally:
+        _progress.set_mode(None)
+    lines = [x for x in stream.getvalue().splitlines() if "LightGBM member" in x]
+    assert len(lines) == 2 * len(levels), lines
+    for i, line in enumerate(lines):
+        lv = levels[i % len(levels)]
+        what = "early stopping on the held-out periods" if i < len(levels) else \
+            "refit on the whole history"
+        assert re.fullmatch(rf"\[replenish\] LightGBM member: {i + 1}/6 quantile models \(level "
+                            rf"{lv:g}, \d+ rounds, {what}\), \d+:\d\d elapsed, time left "
+                            rf"\d+:\d\d", line), line
+    assert lines[-1].endswith("time left 0:00")

@@ -66,3 +66,39 @@ def test_bars_show_counts_and_rate():
     assert [g["series"] for g in got] == [0, 10, 20, 30, 40]
     text = buf.getvalue()
     assert re.search(r"shards: 100%.*5/5 .*100 series \([\d,]+/s\)", text), text
+
+
+
+def test_training_bars_show_the_tft_then_the_member():
+    """In a Dask worker the reporter sends events; the job's process draws a bar of TFT steps
+    and then one of the member's quantile models."""
+    import time
+
+    from distributed import Client
+
+    def train(_):
+        cb = _progress.training_reporter(every_s=0)
+        for step in (1, 2):
+            cb(step, 2, 0.5, 0.4, elapsed=step, done=step == 2)
+        for k in range(1, 5):
+            cb(k, 4, None, None, elapsed=k, validated=True, stage="member",
+               note=f"level 0.5, {10 * k} rounds, refit on the whole history")
+        return True
+
+    buf = io.StringIO()
+    _progress.set_mode("bars", stream=buf)
+    try:
+        with Client(processes=False, n_workers=1, threads_per_worker=1,
+                    dashboard_address=None) as c:
+            with _progress.TrainingProgress(c) as tp:
+                assert c.submit(train, 0, pure=False).result()
+                for _ in range(100):   # events arrive asynchronously
+                    if tp.last is not None and tp.last.get("step") == 4:
+                        break
+                    time.sleep(0.05)
+    finally:
+        _progress.set_mode(None)
+    text = buf.getvalue()
+    assert re.search(r"training: 100%.*2/2", text), text
+    assert re.search(r"LightGBM member: 100%.*4/4 .*40 rounds, refit on the whole history, "
+                     r"left 0:00", text), text
