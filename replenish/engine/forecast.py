@@ -109,7 +109,10 @@ class TFTForecaster:
             A saved model folder to fine-tune (continuous learning): its architecture,
             encodings and weights are kept; training settings come from this config.
         progress : callable, optional
-            Called after each training step (see :func:`replenish.engine._tft.train`).
+            Called after each training step (see :func:`replenish.engine._tft.train`), and
+            with the ensemble after each of the member's quantile models, as
+            ``progress(done, total, None, None, elapsed, None, validated=True,
+            stage="member", note=...)`` (``jobs._progress.training_reporter`` takes both).
         """
         cfg = self.config
         t0 = time.perf_counter()
