@@ -196,7 +196,8 @@ class TFTForecaster:
         """Train the LightGBM member on ``panel`` (its last horizon held out, as the TFT's)
         and fit the TFT's weight in the quantile average on those held-out periods.
         ``progress`` (the training's, see :meth:`fit`) is called after each level's model
-        with ``stage="member"``: models done of all (the refit's too), seconds so far."""
+        with ``stage="member"``: models done of all (the refit's too), seconds so far; once
+        with 0 done before the training rows are built."""
         from . import metrics
         from .gbm import GBMConfig, GBMForecaster
         cfg, h = self.config, self.config.horizon
@@ -212,6 +213,9 @@ class TFTForecaster:
                 offset + done, total, None, None, time.perf_counter() - t0, None,
                 validated=True, stage="member",
                 note=f"level {level:g}, {rounds} rounds, {what}")
+        if progress is not None:   # the member's rows take a while before its first model
+            progress(0, total, None, None, 0.0, None, validated=True, stage="member",
+                     note=f"building up to {member.config.max_rows:,} training rows")
         member.fit(panel, holdout=h, progress=report(0, "early stopping on the held-out periods"))
         # forecasts of the held-out periods from the history before them, by both members
         long = np.flatnonzero(panel.lengths > h + 2)

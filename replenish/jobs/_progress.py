@@ -158,6 +158,8 @@ def _fmt_s(s: float | None) -> str:
 
 def _line(msg: dict) -> str:
     if msg.get("stage") == "member":   # the ensemble member: one line per quantile model
+        if not msg["step"]:
+            return f"LightGBM member: 0/{msg['steps']} quantile models ({msg['note']})"
         return (f"LightGBM member: {msg['step']}/{msg['steps']} quantile models ({msg['note']}), "
                 f"{_fmt_s(msg['elapsed'])} elapsed, time left {_fmt_s(msg['left'])}")
     best = "-" if msg["best"] is None else f"{msg['best']:.4f}"
@@ -205,8 +207,8 @@ class TrainingProgress:
         if msg.get("stage") == "member":
             if self.member_bar is None:
                 self.member_bar = _bar(msg["steps"], "LightGBM member", "model")
-            self.member_bar.set_postfix_str(f"{msg['note']}, left {_fmt_s(msg['left'])}",
-                                            refresh=False)
+            left = "" if msg["left"] is None else f", left {_fmt_s(msg['left'])}"
+            self.member_bar.set_postfix_str(f"{msg['note']}{left}", refresh=False)
             self.member_bar.update(msg["step"] - self.member_bar.n)
             return
         if self.bar is None:

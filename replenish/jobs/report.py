@@ -152,7 +152,7 @@ def _days(v: Any) -> str:
 def _review_words(review_days: Any) -> str:
     """How often an item is reviewed, in words: "reviewed daily", "review every 7 days"."""
     if review_days is None:
-        return "review every - days"
+        return "review period not recorded"
     v = float(review_days)
     return "reviewed daily" if v == 1 else f"review every {v:,.4g} days"
 

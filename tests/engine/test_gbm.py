@@ -160,7 +160,10 @@ def test_the_ensemble_member_shows_each_quantile_model():
     finally:
         _progress.set_mode(None)
     lines = [x for x in stream.getvalue().splitlines() if "LightGBM member" in x]
-    assert len(lines) == 2 * len(levels), lines
+    assert len(lines) == 2 * len(levels) + 1, lines
+    assert re.fullmatch(r"\[replenish\] LightGBM member: 0/6 quantile models \(building up to "
+                        r"600,000 training rows\)", lines[0]), lines[0]
+    lines = lines[1:]
     for i, line in enumerate(lines):
         lv = levels[i % len(levels)]
         what = "early stopping on the held-out periods" if i < len(levels) else \
