@@ -215,10 +215,15 @@ def checked_demand(arr: pa.ChunkedArray | pa.Array, column: str, negative: str =
     demand = to_numeric(arr, column)
     bad = ~np.isfinite(demand)
     if bad.any():
-        if missing_demand == "error" or np.isinf(demand).any():
+        inf = int(np.isinf(demand).sum())
+        if inf:   # no repair: an infinite demand is an error in the feed, not a missing value
             raise DataError(f"column '{column}': rule 'demand must be a finite number' "
-                            f"broken by {int(bad.sum())} rows (use --missing-demand zero to treat "
-                            f"missing as zero demand)")
+                            f"broken by {inf} rows of infinite demand (no option repairs "
+                            f"those: fix or drop them in the feed)")
+        if missing_demand == "error":
+            raise DataError(f"column '{column}': rule 'demand must be a finite number' "
+                            f"broken by {int(bad.sum())} rows of missing demand (use "
+                            f"--missing-demand zero to treat missing as zero demand)")
         demand[bad] = 0.0
         if report is not None:
             report["missing_demand_zeroed"] = int(bad.sum())
@@ -293,8 +298,9 @@ def _steps(series_id: np.ndarray, dates: np.ndarray) -> np.ndarray:
 WEEKLY_EVIDENCE_STEPS = 10
 
 
-def infer_freq(series_id: np.ndarray, dates: np.ndarray) -> str:
-    """'D' or 'W' from the smallest step between consecutive dates of the same series."""
+def infer_freq(series_id: np.ndarray, dates: np.ndarray, column: str = "date") -> str:
+    """'D' or 'W' from the smallest step between consecutive dates of the same series
+    (``column``: the date column's name, for the messages)."""
     diffs = _steps(series_id, dates)
     if len(diffs) == 0:
         return "D"
@@ -304,10 +310,17 @@ def infer_freq(series_id: np.ndarray, dates: np.ndarray) -> str:
     if step == 7 or (step % 7 == 0 and not np.any(diffs % 7)):
         return "W"     # (dates off the weekly grid are then reported with their count)
     if step >= 28:
-        raise DataError(f"column 'date': rule 'daily or weekly periods' broken: consecutive dates "
-                        f"of a series are {step} days or more apart and not whole weeks "
+        raise DataError(f"column '{column}': rule 'daily or weekly periods' broken: consecutive "
+                        f"dates of a series are {step} days or more apart and not whole weeks "
                         f"(monthly data?); replenish plans in days (D) or weeks (W)")
-    raise DataError(f"column 'date': rule 'daily or weekly periods' broken: the smallest step "
+    off = int(np.count_nonzero(diffs % 7))
+    if off * 10 <= len(diffs):   # mostly whole weeks: weekly dates, a few off their weekday
+        raise DataError(f"column '{column}': rule 'daily or weekly periods' broken: {off:,} of "
+                        f"{len(diffs):,} steps between a series' dates are not whole weeks (the "
+                        f"smallest {step} days), the others are: weekly data with dates off "
+                        f"their weekday? Declare --freq W (the rows off it are then counted and "
+                        f"named) or --freq D")
+    raise DataError(f"column '{column}': rule 'daily or weekly periods' broken: the smallest step "
                     f"between dates is {step} days; declare the frequency with --freq")
 
 
@@ -470,7 +483,7 @@ def build_panel(table: pa.Table, columns: ColumnMap = ColumnMap(), *, freq: str 
             raise DataError(f"column '{columns.date}': rule 'daily periods (freq D)' broken: all "
                             f"{len(steps)} steps between consecutive dates of a series are 28 "
                             f"days or more (monthly data?); replenish plans in days or weeks")
-    freq = freq or infer_freq(sid, dates)
+    freq = freq or infer_freq(sid, dates, columns.date)
     if freq not in FREQ_STEP_DAYS:
         raise ValueError(f"freq must be one of {sorted(FREQ_STEP_DAYS)}, got {freq!r}")
     step = FREQ_STEP_DAYS[freq]

@@ -206,7 +206,9 @@ def repair_lines(repairs: dict[str, int], reports: Iterable[dict[str, Any]] = ()
         ex = [e for r in reports for e in r.get("locations_without_recent_rows_examples", [])]
         lines.append(f"warning: {n('locations_without_recent_rows'):,} location(s) have no row "
                      f"in the last period(s) of the history (e.g. {', '.join(dict.fromkeys(ex[:3]))}"
-                     f"): their series were extended with zero demand; if their feeds are late, "
+                     f"): their series were extended with "
+                     f"{'unknown periods' if n('trailing_missing') else 'zero demand'}; if their "
+                     f"feeds are late, "
                      f"rerun once they are in, or use --no-align-end")
     gap = _columns(repairs, "gap_fill")
     if gap and rules:
@@ -229,6 +231,12 @@ def repair_lines(repairs: dict[str, int], reports: Iterable[dict[str, Any]] = ()
     if n("future_rows_unknown"):
         lines.append(f"future: {n('future_rows_unknown'):,} rows for SKU-locations not in the "
                      f"history ignored")
+    if n("future_rows_outside_horizon"):
+        # rows ignored while the horizon lacks values: the dates are likely off (a wrong year)
+        head = "warning: " if n("future_known_filled") else ""
+        lines.append(f"{head}future: {n('future_rows_outside_horizon'):,} rows outside the "
+                     f"forecast horizon ignored (their dates are not one of the periods after "
+                     f"their series' last date{': check the dates' if head else ''})")
     if n("future_known_filled"):
         lines.append(f"warning: future: {n('future_known_filled'):,} missing known-covariate "
                      f"values filled with the series' last known value")

@@ -241,8 +241,13 @@ def stage_file(source: Any, file: str, fmt: str, base: str | None, columns: Sequ
     file's first rows is an error naming the file, the column and the cure.
     """
     from ..engine.validate import with_constant_keys
-    d = _file_dataset(source, file, fmt, base, part_types,
-                      {k: v for k, v in (csv_types or {}).items() if k in columns} or None)
+    try:   # a CSV file's dataset reads its first rows, with the given types
+        d = _file_dataset(source, file, fmt, base, part_types,
+                          {k: v for k, v in (csv_types or {}).items() if k in columns} or None)
+    except pa.ArrowInvalid as e:
+        if fmt != "csv" or "CSV column #" not in str(e):
+            raise
+        raise _csv_error(e, name, file, _csv_header(source, file)) from None
     fill = [k for k in fill_keys if k not in d.schema.names]
     columns = [c for c in columns if c not in fill]
     missing = [c for c in columns if c not in d.schema.names]
@@ -267,9 +272,41 @@ def stage_file(source: Any, file: str, fmt: str, base: str | None, columns: Sequ
     return split.result(last)
 
 
+def _csv_header(source: Any, file: str) -> list[str]:
+    """The column names on a CSV file's first line (read without parsing any value)."""
+    import csv
+    import io
+    fs, _ = _filesystem(source)
+    try:
+        stream = fs.open_input_stream(file, compression="detect") if fs is not None else \
+            pa.input_stream(file, compression="detect")
+        with stream as f:
+            head = f.read(1 << 16).decode("utf-8", "replace")
+        return next(csv.reader(io.StringIO(head)), [])
+    except (OSError, pa.ArrowException):
+        return []
+
+
+def _csv_error(e: Exception, name: str, file: str, names: Sequence[str]) -> DataError:
+    """A CSV conversion error (a value that does not fit the column's type: 'a' in a column
+    of 0s, text in the demand) as a data error naming the file, the column and the cure."""
+    import re
+    m = re.search(r"CSV column #(\d+)", str(e))
+    col = names[int(m.group(1))] if m and int(m.group(1)) < len(names) else None
+    what = f"column '{col}'" if col else "a column"
+    detail = str(e).split("CSV conversion error", 1)
+    detail = f"CSV conversion error{detail[1]}" if len(detail) == 2 else str(e)
+    row = re.search(r"Row #(\d+)", str(e))
+    detail += f" (line {int(row.group(1)):,} of the file)" if row else ""
+    return DataError(f"{name} file {file}: {what}: {detail}. A CSV column's type is inferred "
+                     f"from the file's first rows (the demand is always a number): a column of "
+                     f"labels (holiday letters, event names) is read as text when listed in "
+                     f"--categorical-cols; otherwise fix the value or write the file as Parquet "
+                     f"with the column's type")
+
+
 def _csv_checked(batches, name: str, file: str, schema: pa.Schema):
-    """``batches``, with a CSV conversion error (a value that does not fit the column type
-    inferred from the file's first rows: 'a' in a column of 0s) said as a data error."""
+    """``batches``, with a CSV conversion error said as a data error (:func:`_csv_error`)."""
     it = iter(batches)
     while True:
         try:
@@ -277,14 +314,7 @@ def _csv_checked(batches, name: str, file: str, schema: pa.Schema):
         except StopIteration:
             return
         except pa.ArrowInvalid as e:
-            import re
-            m = re.search(r"CSV column #(\d+)", str(e))
-            col = schema.names[int(m.group(1))] if m and int(m.group(1)) < len(schema.names) else None
-            what = f"column '{col}'" if col else "a column"
-            raise DataError(f"{name} file {file}: {what}: {e}. A CSV column's type is inferred "
-                            f"from the file's first rows: a column of labels (holiday letters, "
-                            f"event names) is read as text when listed in --categorical-cols; "
-                            f"otherwise write the file as Parquet with the column's type") from None
+            raise _csv_error(e, name, file, schema.names) from None
         yield batch
 
 

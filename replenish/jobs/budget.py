@@ -36,8 +36,8 @@ import pyarrow.parquet as pq
 
 from ..engine.contract import DataError
 
-__all__ = ["BudgetSettings", "group_limits", "apply_budget", "budget_shard_task",
-           "requantify"]
+__all__ = ["BudgetSettings", "check_table_keys", "group_limits", "apply_budget",
+           "budget_shard_task", "requantify"]
 
 log = logging.getLogger("replenish")
 
@@ -89,6 +89,35 @@ class BudgetSettings:
         from ._sources import as_source as _as_source
         src = _as_source(self.table, name="budget table")
         return src if isinstance(src, pa.Table) else read_table(src)
+
+
+def _examples(values, k: int = 3) -> str:
+    return ", ".join(repr(v) for v in list(values)[:k])
+
+
+def check_table_keys(settings: BudgetSettings, names, what: str = "location") -> int:
+    """Compare the budget table's locations (or groups) with those of the run, as text (ids
+    as written: ``'002'`` is not ``2``). None of them in the run: an error (a limit that
+    matches nothing would leave every order uncut). Some not in it: a warning with their
+    count and examples (they limit nothing). Returns how many rows match nothing."""
+    from ..engine.validate import key_text
+    if settings.table is None:
+        return 0
+    t = settings._table()
+    keys = key_text(t.column("group" if settings.group else "location"))
+    have = set(np.asarray(names, dtype=object).astype(str).tolist())
+    stray = [k for k in keys if k not in have]
+    if not stray:
+        return 0
+    col = "group" if settings.group else "location"
+    if len(stray) == len(keys) and len(keys):
+        raise DataError(
+            f"budget table {settings.table}: column '{col}': rule 'names a {what} of the run' "
+            f"broken by all {len(keys)} rows (e.g. {_examples(stray)}; the run's {what}s are "
+            f"e.g. {_examples(sorted(have))}). Ids match as written: '002' is not 2")
+    log.warning("budget table: %d of its %d %ss are no %s of this run (e.g. %s): they limit "
+                "nothing", len(stray), len(keys), col, what, _examples(stray))
+    return len(stray)
 
 
 def group_limits(settings: BudgetSettings, groups: np.ndarray) -> tuple[str, np.ndarray]:
@@ -154,6 +183,8 @@ def apply_budget(client, out: Path, manifest: dict[str, Any], settings: BudgetSe
         names = np.repeat(np.asarray([_location_of(rel) for _, rel in files], dtype=object), sizes)
     uniq, code = np.unique(names.astype(str), return_inverse=True)
     kind, limits = group_limits(settings, uniq)
+    # groups are known only now (an inventory column); locations were checked at staging
+    unmatched = check_table_keys(settings, uniq, "group") if settings.group else None
     planned = col("planned_quantity")
     cost = col("unit_cost")
     short = col("stockout_cost")
@@ -184,6 +215,7 @@ def apply_budget(client, out: Path, manifest: dict[str, Any], settings: BudgetSe
     cut = planned - alloc
     limited = np.isfinite(limits)
     return {"kind": kind, "groups": int(len(uniq)), "groups_limited": int(limited.sum()),
+            **({} if unmatched is None else {"table_rows_unmatched": unmatched}),
             "limit": float(limits[limited].sum()), "spend": float(spend.sum()),
             "spend_limited_groups": float(spend[limited].sum()),
             "orders_cut": int((cut > 1e-9).sum()), "units_cut": float(cut.sum())}

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..engine.contract import ColumnMap, DataError
@@ -275,7 +276,8 @@ def _service(orders: pa.Table, panel, step: int) -> tuple[dict[str, Any], dict[s
 
 
 def _append_ledger(path: Path, summary: dict[str, Any]) -> None:
-    """Append the summary as one flat row; the file is replaced atomically."""
+    """Append the summary as one flat row; the file is replaced atomically. A row of the same
+    run and evaluation folder (a retried nightly evaluate) is replaced, not added again."""
     row = {k: v for k, v in summary.items() if not isinstance(v, dict)}
     row.update({f"interval_{k}": v for k, v in summary["interval"].items()})
     row.update({f"service_{k}": v for k, v in summary.get("service", {}).items()})
@@ -284,6 +286,14 @@ def _append_ledger(path: Path, summary: dict[str, Any]) -> None:
     new = pa.Table.from_pylist([row])
     if path.exists():
         old = pq.read_table(path)
+        if row.get("evaluation") and {"run", "evaluation"} <= set(old.column_names):
+            same = pc.and_(pc.equal(old.column("run"), row["run"]),
+                           pc.equal(old.column("evaluation"), row["evaluation"]))
+            same = pc.fill_null(same, False)
+            if pc.any(same).as_py():
+                log.info("ledger %s: the earlier row of this evaluation (%s) replaced", path,
+                         row["evaluation"])
+                old = old.filter(pc.invert(same))
         new = pa.concat_tables([old, new], promote_options="permissive")
     path.parent.mkdir(parents=True, exist_ok=True)
     write_parquet_atomic(new, path)

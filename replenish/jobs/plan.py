@@ -253,6 +253,10 @@ def _stage_all(client, cfg: PlanConfig, stage: Path, n_shards: int,
         for loc, r in part.items():
             rows[loc] = rows.get(loc, 0) + r
     plan = _sharding.ShardPlan.from_counts(rows, n_shards)
+    budget = _budget_settings(cfg)
+    if budget.table is not None and not budget.group:
+        from .budget import check_table_keys   # before any work: the table's ids are the run's
+        check_table_keys(budget, list(rows))
     futures = []
     # row rules fail the job here, before training; rules that need whole series (or the
     # history's SKU-locations, for the inventory) are checked per shard

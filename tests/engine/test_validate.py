@@ -69,6 +69,11 @@ def test_nan_demand_error_and_repair(history):
         build_panel(bad, COLS)
     p = build_panel(bad, COLS, missing_demand="zero")
     assert p.report["missing_demand_zeroed"] == 3
+    d[5] = np.inf      # no repair applies to an infinite demand, and the message says so
+    for repair in ("error", "zero"):
+        with pytest.raises(DataError, match=r"'demand must be a finite number' broken by 1 rows "
+                                            r"of infinite demand \(no option repairs those"):
+            build_panel(_set(history, "demand", d), COLS, missing_demand=repair)
 
 
 def test_negative_demand_error_and_clip(history):
@@ -229,6 +234,23 @@ def test_monthly_data_are_refused_with_a_reason():
 def test_odd_frequency_must_be_declared():
     with pytest.raises(DataError, match="smallest step between dates is 3 days"):
         build_panel(make_history(n_days=10, freq_days=3), COLS)
+
+
+def test_weekly_dates_off_their_weekday_are_named_as_such_in_the_users_column():
+    """One weekly date moved by a day (a 6-day and an 8-day step among whole weeks): the
+    message names the user's date column, counts the odd steps and points to --freq W."""
+    weeks = np.datetime64("2024-01-01") + 7 * np.arange(30)
+    weeks[10] += 1
+    t = pa.table({"sku": ["A"] * 30, "location": ["L"] * 30, "week": weeks,
+                  "demand": np.arange(30.0)})
+    cols = ColumnMap(date="week")
+    with pytest.raises(DataError, match=r"column 'week': rule 'daily or weekly periods' broken: 2 "
+                                        r"of 29 steps .* not whole weeks \(the smallest 6 days\).*"
+                                        r"Declare --freq W"):
+        build_panel(t, cols)
+    with pytest.raises(DataError, match=r"column 'week': rule 'weekly dates fall on the same "
+                                        r"weekday within a series' broken by 1 rows"):
+        build_panel(t, cols, freq="W")
 
 
 def test_missing_static_category_is_its_own_category(history):

@@ -48,6 +48,24 @@ def test_shard_reports_are_added_up_and_said_once():
     assert merge_reports([sum_reports(reports)]) == repairs
 
 
+def test_lines_say_what_was_done_under_the_chosen_gaps_and_warn_of_a_future_off_its_dates():
+    ex = {"locations_without_recent_rows": 1, "locations_without_recent_rows_examples": ["9: 3 periods"]}
+    zero = repair_lines({"locations_without_recent_rows": 1, "trailing_filled": 3}, [ex])
+    unknown = repair_lines({"locations_without_recent_rows": 1, "trailing_missing": 3}, [ex])
+    assert any("extended with zero demand" in x for x in zero)
+    assert any("extended with unknown periods" in x for x in unknown)
+    assert not any("zero demand" in x for x in unknown), unknown
+    # rows past the horizon beside a complete horizon: said; beside a horizon left without
+    # values (every row's date off): a warning
+    later = repair_lines({"future_rows_outside_horizon": 40})
+    off = repair_lines({"future_rows_outside_horizon": 240, "future_known_filled": 480})
+    assert later == ["future: 40 rows outside the forecast horizon ignored (their dates are not "
+                     "one of the periods after their series' last date)"]
+    assert off[0] == ("warning: future: 240 rows outside the forecast horizon ignored (their "
+                      "dates are not one of the periods after their series' last date: check "
+                      "the dates)")
+
+
 @pytest.mark.parametrize("command", ["report", "evaluate"])
 def test_a_missing_run_folder_is_named_once_as_missing(tmp_path, capsys, command):
     from replenish.jobs.cli import main

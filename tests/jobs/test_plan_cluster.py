@@ -476,6 +476,11 @@ def test_evaluate_accuracy_and_realised_service(client, data, trained, tmp_path)
     ledger = pq.read_table(tmp_path / "ledger.parquet").to_pandas()
     assert len(ledger) == 2 and list(ledger["periods"]) == [N_SERIES * 7, N_SERIES * 2]
     assert [ledger[f"calibration_q{lv:g}"].iloc[0] for lv in levels] == pytest.approx(cal)
+    # a retried evaluate (same run, same folder) replaces its row: no evaluation counts twice
+    evaluate_run(out, hist, tmp_path / "eval", columns=COLS, ledger=tmp_path / "ledger.parquet")
+    again = pq.read_table(tmp_path / "ledger.parquet").to_pandas()
+    assert list(again["periods"]) == [N_SERIES * 2, N_SERIES * 7]
+    assert list(again["evaluation"]) == [str((tmp_path / d).resolve()) for d in ("eval2", "eval")]
 
     # the keys come back in their own types; the actuals are read in the run's periods;
     # a pandas history works; a history of the new days only has no scale, and no crash

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from replenish.engine.contract import ColumnMap
+from replenish.engine.contract import ColumnMap, DataError
 from replenish.jobs import _progress
 from replenish.jobs._sharding import ShardPlan
 from replenish.jobs.config import PlanConfig
@@ -169,11 +169,14 @@ def test_capacity_per_group_from_a_table_spans_locations_and_shards(client, data
     caps = {"north": 0.4, "south": 0.6}            # "west" is not in the table: unlimited
     units = free.groupby("buyer").order_quantity.sum()
     table = pa.table({"group": list(caps), "capacity": [float(np.floor(f * units[g])) for g, f in caps.items()]})
-    pq.write_table(table, tmp_path / "caps.parquet")
+    # a group no item has limits nothing: the job says so (a warning, counted in the manifest)
+    pq.write_table(pa.concat_tables([table, pa.table({"group": ["east"], "capacity": [1.0]})]),
+                   tmp_path / "caps.parquet")
     out = tmp_path / "cap"
     run_plan(_cfg(data, out, trained["model"], budget_table=str(tmp_path / "caps.parquet"),
                   budget_group="buyer"), stages=("forecast", "optimize"), client=client)
     got = _orders(out)
+    assert read_manifest(out)["budget"]["table_rows_unmatched"] == 1
     assert (got.budget_group.to_numpy() == free.buyer.to_numpy()).all()
     used = got.groupby("budget_group").order_quantity.sum()
     limit = dict(zip(table.column("group").to_pylist(), table.column("capacity").to_pylist()))
@@ -191,6 +194,20 @@ def test_capacity_per_group_from_a_table_spans_locations_and_shards(client, data
         stockout_cost=free.unit_cost[use].to_numpy(), capacity=np.where(np.isfinite(lim), lim, 0),
         case_pack=free.case_pack[use].to_numpy(), moq=free.moq[use].to_numpy())
     np.testing.assert_allclose(got.order_quantity, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_a_budget_table_of_other_locations_stops_the_job_before_any_work(client, data, trained,
+                                                                        tmp_path):
+    """Locations written as other ids (2 for 'L2', or ids of another run) match no location:
+    every order would stay uncut under a budget that seems set. An error at staging."""
+    pq.write_table(pa.table({"location": [0, 1], "budget": [100.0, 100.0]}), tmp_path / "b.parquet")
+    out = tmp_path / "b"
+    with pytest.raises(DataError, match=r"budget table .*column 'location': rule 'names a location "
+                                        r"of the run' broken by all 2 rows \(e.g. '0', '1'; the "
+                                        r"run's locations are e.g. 'L0', 'L1'\)"):
+        run_plan(_cfg(data, out, trained["model"], budget_table=str(tmp_path / "b.parquet")),
+                 stages=("forecast", "optimize"), client=client)
+    assert not (out / "orders").exists()
 
 
 def test_forecast_bias_of_the_ledger_reaches_the_orders(runs):

@@ -151,3 +151,18 @@ def test_csv_labels_late_in_a_file_are_text_not_a_crash(tmp_path):
     staged = pa.concat_tables([_sharding.read_shard(tmp_path / "st2", "history", s) for s in got["counts"]])
     assert staged.schema.field("holiday").type == pa.string()
     assert sorted(set(staged.column("holiday").to_pylist())) == ["0", "a", "b", "c"]
+
+
+def test_text_in_a_csv_demand_names_the_column_and_row(tmp_path):
+    """The demand is read as a number whatever the first rows hold: a word among the first
+    rows fails when the file is opened, named by its column, not by its position."""
+    csv = tmp_path / "h.csv"
+    csv.write_text("item_id,store_nbr,ds,units_sold\n" + "".join(
+        f"A,1,2024-01-{d:02d},{'abc' if d == 5 else d}\n" for d in range(1, 11)))
+    files, fmt, base = _sharding.input_files(str(csv))
+    with pytest.raises(DataError, match=r"history file .*h.csv: column 'units_sold': CSV "
+                                        r"conversion error to double.*'abc'.*the demand is "
+                                        r"always a number"):
+        _sharding.stage_file(str(csv), files[0], fmt, base, ["item_id", "store_nbr", "ds", "units_sold"],
+                             ("item_id", "store_nbr"), 2, str(tmp_path / "st"), "history",
+                             csv_types={"units_sold": "double"})
