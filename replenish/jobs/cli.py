@@ -176,6 +176,8 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--gaps", choices=["zero", "missing"],
                     help="periods without a row: zero demand (default) or unknown (not scored)")
     ev.add_argument("-v", "--verbose", action="store_true")
+    ev.add_argument("-q", "--quiet", action="store_true",
+                    help="no progress bars (as plan's --quiet: for scripts run nightly)")
     ec = sub.add_parser("echelon", help="place safety stock between DCs and their stores for a "
                         "finished plan (writes DIR/dc.parquet and DIR/stores.parquet)")
     ec.add_argument("--run", required=True, help="output folder of a finished plan job")
@@ -184,6 +186,8 @@ def _build_parser() -> argparse.ArgumentParser:
                          "dc_holding_cost_rate, dc_inbound_service_days]")
     ec.add_argument("--out", required=True, help="output folder")
     ec.add_argument("-v", "--verbose", action="store_true")
+    ec.add_argument("-q", "--quiet", action="store_true",
+                    help="no progress bars (as plan's --quiet: for scripts run nightly)")
     rp = sub.add_parser("report", help="one self-contained HTML report of a finished plan or "
                         "optimize job (writes DIR/report.html)")
     rp.add_argument("run", help="output folder of a finished plan or optimize job")

@@ -70,7 +70,8 @@ def test_lines_say_what_was_done_under_the_chosen_gaps_and_warn_of_a_future_off_
 def test_a_missing_run_folder_is_named_once_as_missing(tmp_path, capsys, command):
     from replenish.jobs.cli import main
     missing = tmp_path / "no_such_run"
-    args = ([command, "--run", str(missing), "--history", str(tmp_path / "h.parquet"), "--out", str(tmp_path / "ev")]
+    args = ([command, "--run", str(missing), "--history", str(tmp_path / "h.parquet"), "--out", str(tmp_path / "ev"),
+             "--quiet"]   # a nightly script's flags: --quiet as for plan
             if command == "evaluate" else [command, str(missing)])
     assert main(args) == 2
     err = capsys.readouterr().err
