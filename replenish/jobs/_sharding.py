@@ -247,7 +247,9 @@ def stage_file(source: Any, file: str, fmt: str, base: str | None, columns: Sequ
     except pa.ArrowInvalid as e:
         if fmt != "csv" or "CSV column #" not in str(e):
             raise
-        raise _csv_error(e, name, file, _csv_header(source, file)) from None
+        # the column names: the same file with its types inferred (from its first rows only)
+        names = _file_dataset(source, file, fmt, base, part_types).schema.names
+        raise _csv_error(e, name, file, names) from None
     fill = [k for k in fill_keys if k not in d.schema.names]
     columns = [c for c in columns if c not in fill]
     missing = [c for c in columns if c not in d.schema.names]
@@ -270,21 +272,6 @@ def stage_file(source: Any, file: str, fmt: str, base: str | None, columns: Sequ
         split.add(table)
     split.flush()
     return split.result(last)
-
-
-def _csv_header(source: Any, file: str) -> list[str]:
-    """The column names on a CSV file's first line (read without parsing any value)."""
-    import csv
-    import io
-    fs, _ = _filesystem(source)
-    try:
-        stream = fs.open_input_stream(file, compression="detect") if fs is not None else \
-            pa.input_stream(file, compression="detect")
-        with stream as f:
-            head = f.read(1 << 16).decode("utf-8", "replace")
-        return next(csv.reader(io.StringIO(head)), [])
-    except (OSError, pa.ArrowException):
-        return []
 
 
 def _csv_error(e: Exception, name: str, file: str, names: Sequence[str]) -> DataError:
