@@ -875,22 +875,24 @@ def _future_known(panel: Panel, future: pa.Table, columns: ColumnMap,
     return out
 
 
+#: (column, broken range, rule, infinite allowed): a value that is NaN, or infinite where
+#: that is not allowed, breaks the rule 'must be a finite number' instead of the range
 _INVENTORY_RULES = [
-    ("on_hand", lambda a: ~np.isfinite(a), "must be a finite number"),
-    ("on_order", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0"),
-    ("backorders", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0"),
-    ("lead_time_days", lambda a: ~np.isfinite(a) | (a < 0), "lead time must be >= 0 days"),
-    ("lead_time_std_days", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0 days"),
-    ("review_period_days", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0 days"),
-    ("unit_cost", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0"),
-    ("holding_cost_rate", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0"),
-    ("service_level", lambda a: ~((a > 0) & (a < 1)), "service level must be in (0, 1)"),
-    ("stockout_cost", lambda a: a < 0, "must be >= 0 (or missing)"),
-    ("order_cost", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0"),
-    ("moq", lambda a: ~np.isfinite(a) | (a < 0), "must be >= 0"),
-    ("case_pack", lambda a: ~np.isfinite(a) | (a <= 0), "must be > 0"),
-    ("max_order", lambda a: np.isnan(a) | (a < 0), "must be >= 0"),
-    ("shelf_life_days", lambda a: np.isnan(a) | (a < 1), "must be >= 1 day (inf: no expiry)"),
+    ("on_hand", None, "", False),
+    ("on_order", lambda a: a < 0, "must be >= 0", False),
+    ("backorders", lambda a: a < 0, "must be >= 0", False),
+    ("lead_time_days", lambda a: a < 0, "lead time must be >= 0 days", False),
+    ("lead_time_std_days", lambda a: a < 0, "must be >= 0 days", False),
+    ("review_period_days", lambda a: a < 0, "must be >= 0 days", False),
+    ("unit_cost", lambda a: a < 0, "must be >= 0", False),
+    ("holding_cost_rate", lambda a: a < 0, "must be >= 0", False),
+    ("service_level", lambda a: ~((a > 0) & (a < 1)), "service level must be in (0, 1)", False),
+    ("stockout_cost", lambda a: a < 0, "must be >= 0 (or missing)", True),
+    ("order_cost", lambda a: a < 0, "must be >= 0", False),
+    ("moq", lambda a: a < 0, "must be >= 0", False),
+    ("case_pack", lambda a: a <= 0, "must be > 0", False),
+    ("max_order", lambda a: a < 0, "must be >= 0", True),
+    ("shelf_life_days", lambda a: a < 1, "must be >= 1 day (inf: no expiry)", True),
 ]
 
 
@@ -913,10 +915,11 @@ def _inventory_keys(inventory: pa.Table, columns: ColumnMap) -> tuple[str, str]:
 
 
 def _inventory_values(inventory: pa.Table, defaults: InventoryDefaults,
-                      report: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+                      report: dict[str, Any] | None = None,
+                      keys: tuple[str, str] | None = None) -> dict[str, np.ndarray]:
     # every INVENTORY_COLUMNS value per row (float64; defaults for absent columns and for
     # missing optional values, those counted in report["inventory_defaulted"] and logged),
-    # after the value rules
+    # after the value rules (every broken one in one error, with example ``keys`` values)
     out: dict[str, np.ndarray] = {}
     for name in INVENTORY_COLUMNS:
         if name in inventory.column_names:
@@ -935,14 +938,34 @@ def _inventory_values(inventory: pa.Table, defaults: InventoryDefaults,
             out[name] = v
         else:
             out[name] = np.full(inventory.num_rows, defaults.values[name], dtype=np.float64)
-    for name, broken, rule in _INVENTORY_RULES:
-        bad = broken(out[name])
-        nb = int(bad.sum())
-        if nb:
+    broken_rules = []
+    for name, out_of_range, rule, infinite_ok in _INVENTORY_RULES:
+        v = out[name]
+        if name == "stockout_cost":   # NaN is its own default: not used
+            not_number = np.zeros(len(v), bool)
+        else:
+            not_number = np.isnan(v) | (np.isinf(v) & (not infinite_ok))
+        outside = np.zeros(len(v), bool)
+        if out_of_range is not None:
+            with np.errstate(invalid="ignore"):
+                outside = ~not_number & out_of_range(v)
+        for bad, what in ((not_number, "must be a finite number"), (outside, rule)):
+            nb = int(bad.sum())
+            if not nb:
+                continue
             hint = ""
-            if name == "service_level" and (out[name][bad] > 1).all() and (out[name][bad] < 100).all():
+            if name == "service_level" and what == rule and (v[bad] > 1).all() and \
+                    (v[bad] < 100).all():
                 hint = " (a fraction: 0.95 for 95%)"
-            raise DataError(f"inventory column '{name}': rule '{rule}' broken by {nb} rows{hint}")
+            ex = ""
+            if keys is not None:
+                ex = _examples(inventory.column(keys[0]).to_numpy(zero_copy_only=False),
+                               inventory.column(keys[1]).to_numpy(zero_copy_only=False),
+                               np.flatnonzero(bad))
+            broken_rules.append(f"inventory column '{name}': rule '{what}' broken by {nb} "
+                                f"rows{hint}{ex}")
+    if broken_rules:   # every broken rule at once: one fix of the file, not one per run
+        raise DataError("\n".join(broken_rules))
     return out
 
 
@@ -961,7 +984,7 @@ def check_inventory_rows(inventory: pa.Table, columns: ColumnMap = ColumnMap(),
         if nulls:
             raise DataError(f"inventory column '{key}': rule 'key must not be missing' broken by "
                             f"{nulls} rows")
-    _inventory_values(_plain(inventory), defaults)
+    _inventory_values(_plain(inventory), defaults, keys=(sc, lc))
 
 
 def id_text(value: Any) -> str:
@@ -1037,8 +1060,12 @@ def validate_inventory(inventory: pa.Table, panel: Panel, columns: ColumnMap = C
                         f"{_examples(panel.sku, panel.location, np.flatnonzero(counts == 0))}")
     rows = inventory if valid.all() else inventory.filter(pa.array(valid))
     out = {}
-    for name, v in _inventory_values(rows, defaults, report).items():
+    for name, v in _inventory_values(rows, defaults, report, keys=(sc, lc)).items():
         arr = np.empty(panel.n_series)
         arr[pos[valid]] = v  # one row per series (checked above)
         out[name] = arr
+    negative = out["on_hand"] < 0   # some ERPs net backorders into on hand: read as owed units
+    if report is not None and negative.any():
+        report["negative_on_hand"] = int(negative.sum())
+        report["negative_on_hand_with_backorders"] = int((negative & (out["backorders"] > 0)).sum())
     return out

@@ -344,8 +344,13 @@ def _match_inventory(main: str, main_pairs, inv_pairs, examples=None) -> None:
                         f"SKU-locations{named('inventory', inv[dup])}")
     extra = ~np.isin(inv, series, assume_unique=True)
     if extra.any():
+        # none matching at all is most often ids written differently ('002' and 2, 'S1 ')
+        more = "" if not extra.all() else (
+            f"; no row matches: the {main}'s SKU-locations are{named(main, series[:3])}. Ids "
+            f"match as written: '002' is not 2 (a CSV file's 002 is read as the number 2: give "
+            f"such ids as text, in Parquet)")
         raise DataError(f"inventory: rule 'every row is a SKU-location of the {main}' broken by "
-                        f"{int(extra.sum())} rows{named('inventory', inv[extra])}")
+                        f"{int(extra.sum())} rows{named('inventory', inv[extra])}{more}")
     lacking = ~np.isin(series, inv, assume_unique=True)
     if lacking.any():
         raise DataError(f"inventory: rule 'every SKU-location of the {main} has an inventory row' "

@@ -138,7 +138,9 @@ def _e(v: Any) -> str:
     if isinstance(v, float):
         if not np.isfinite(v):
             return "-" if np.isnan(v) else "inf"
-        return f"{v:,.3f}" if abs(v) < 10 else f"{v:,.2f}" if abs(v) < 1000 else f"{v:,.0f}"
+        if v.is_integer() or abs(v) >= 1000:   # 311, 4,586: no decimals that say nothing
+            return f"{v:,.0f}"
+        return f"{v:,.3f}" if abs(v) < 10 else f"{v:,.2f}"
     if v is None:
         return "-"
     return html.escape(str(v))
@@ -432,8 +434,13 @@ class _ItemPlotter:
         return "".join(out)
 
     def _facts(self, row: dict, r: dict) -> str:
-        def g(v):
-            return "-" if v is None else f"{float(v):,.4g}"
+        def g(v):   # 128,000 units, 12.5 units (not 1.28e+05)
+            if v is None:
+                return "-"
+            v = float(v)
+            if not np.isfinite(v) or v.is_integer() or abs(v) >= 1000:
+                return _e(v)
+            return f"{v:,.2f}".rstrip("0").rstrip(".")
 
         def d(v):
             return "-" if v is None else f"{float(v):,.1f}"

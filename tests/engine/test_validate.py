@@ -343,6 +343,45 @@ def test_inventory_impossible_values(history, col, value, rule):
         check_inventory_rows(inv)
 
 
+def test_inventory_names_every_broken_rule_with_keys(history):
+    """Several bad columns: one error naming each rule, its count and some keys; an infinite
+    on_order breaks 'must be a finite number', not a bound it satisfies."""
+    p = build_panel(history, COLS)
+    inv = _inventory(p, on_order=np.array([0.0, np.inf, 0.0, 0.0]),
+                     lead_time_days=np.array([-1.0, 2.0, -3.0, 1.0]),
+                     case_pack=np.array([1.0, 1.0, 1.0, 0.0]))
+    keys = list(zip(p.sku.tolist(), p.location.tolist()))
+    for check in (lambda: check_inventory_rows(inv), lambda: validate_inventory(inv, p)):
+        with pytest.raises(DataError) as e:
+            check()
+        lines = str(e.value).splitlines()
+        assert len(lines) == 3
+        assert lines[0].startswith(f"inventory column 'on_order': rule 'must be a finite number' "
+                                   f"broken by 1 rows (e.g. ({keys[1][0]!r}, {keys[1][1]!r}))")
+        assert lines[1].startswith("inventory column 'lead_time_days': rule 'lead time must be "
+                                   ">= 0 days' broken by 2 rows (e.g. ")
+        assert repr(keys[0][0]) in lines[1] and repr(keys[2][0]) in lines[1]
+        assert lines[2].startswith("inventory column 'case_pack': rule 'must be > 0' broken by 1 rows")
+
+
+def test_negative_on_hand_is_counted_as_owed_units(history):
+    p = build_panel(history, COLS)
+    report: dict = {}
+    out = validate_inventory(_inventory(p, on_hand=np.array([5.0, -2.0, -1.0, 0.0]),
+                                        backorders=np.array([0.0, 0.0, 3.0, 0.0])), p,
+                             report=report)
+    assert out["on_hand"].tolist() == [5.0, -2.0, -1.0, 0.0]   # used as given
+    assert report == {"negative_on_hand": 2, "negative_on_hand_with_backorders": 1}
+    from replenish.jobs._messages import merge_reports, repair_lines
+    lines = repair_lines(merge_reports([report, {"negative_on_hand": 1,
+                                                 "negative_on_hand_with_backorders": 0}]))
+    assert lines == ["warning: inventory: 3 SKU-locations with negative on_hand, read as units "
+                     "owed to customers (the inventory position counts them as it counts "
+                     "backorders); 1 of them also have backorders: if those are the same units, "
+                     "they count twice"]
+    assert repair_lines({"negative_on_hand": 2})[0].startswith("inventory: 2 SKU-locations")
+
+
 def test_service_level_in_percent_gets_a_hint(history):
     p = build_panel(history, COLS)
     with pytest.raises(DataError, match=r"rule 'service level must be in \(0, 1\)' broken by 4 rows "

@@ -299,10 +299,21 @@ def _inventory_variants(inv: pa.Table):
          r"inventory file .*inventory.parquet: inventory column 'on_hand': rule 'must not be missing' "
          r"broken by 2 rows"),
         (inv.drop_columns(["on_order"]), r"inventory: required column\(s\) \['on_order'\] missing"),
+        # the history's text locations written as numbers: no row matches, the history's named
+        (inv.set_column(inv.column_names.index("location"), "location",
+                        pa.array(np.arange(inv.num_rows) + 1000)),
+         rf"broken by {inv.num_rows} rows \(e.g\. .*\); no row matches: the history's "
+         rf"SKU-locations are \(e\.g\. \('.*', {loc[:2]}.*\)\)\. Ids match as written"),
+        # two broken rules: both named in one error
+        (inv.set_column(inv.column_names.index("on_order"), "on_order",
+                        pa.array(np.r_[np.inf, -np.ones(inv.num_rows - 1)])),
+         r"inventory column 'on_order': rule 'must be a finite number' broken by 1 rows \(e\.g\. .*\)"
+         r"\n.*inventory column 'on_order': rule 'must be >= 0' broken by "
+         rf"{inv.num_rows - 1} rows"),
     ]
 
 
-@pytest.mark.parametrize("case", range(5))
+@pytest.mark.parametrize("case", range(7))
 def test_inventory_problems_fail_while_staging_before_training(client, data, tmp_path, case):
     inv, message = _inventory_variants(data["inventory"])[case]
     pq.write_table(inv, tmp_path / "inventory.parquet")

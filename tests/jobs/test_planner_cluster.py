@@ -248,6 +248,13 @@ def _backtest(d: Path) -> Path:
     return d
 
 
+def test_report_numbers_read_as_a_planner_writes_them():
+    from replenish.jobs.report import _e
+    assert [_e(v) for v in (311.0, 4586.4, 128000.0, 0.95, 12.345, 250.5, float("inf"),
+                            float("nan"))] == ["311", "4,586", "128,000", "0.950", "12.35",
+                                               "250.50", "inf", "-"]
+
+
 def test_report_renders_in_a_headless_browser(runs, tmp_path):
     from replenish.jobs.cli import main
     from replenish.jobs.report import SECTIONS
@@ -262,6 +269,8 @@ def test_report_renders_in_a_headless_browser(runs, tmp_path):
     import re   # the items' facts speak whole units: "1 day", "reviewed daily", never "1 days"
     assert "reviewed daily" in text or "review every" in text
     assert not re.search(r"(?<![\d.,])1 days", text)
+    words = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", text)   # numbers as a planner
+    assert not re.search(r"\d\.\d+e[+-]\d", words) and not re.search(r"\d\.00\b", words)
     binary = chromium_or_skip()
     with Browser(binary) as b:
         b.open(path)
