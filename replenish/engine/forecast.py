@@ -275,15 +275,36 @@ class TFTForecaster:
         gathered there; the TFT's forecasts are sorted, clipped and (re)calibrated there too.
         """
         q = self._predict_tft(panel, calibrated, as_tensor)
-        if self.member is None or self.tft_weight >= 1.0:
+        if self.member is not None and self.tft_weight < 1.0:
+            gbm = self.member.predict(panel)
+            if as_tensor:
+                g = torch.as_tensor(gbm, device=q.device)
+                q = torch.sort((self.tft_weight * q + (1.0 - self.tft_weight) * g).clamp_(min=0),
+                               dim=-1).values
+            else:
+                q = self.tft_weight * q + (1.0 - self.tft_weight) * gbm
+                q = np.sort(np.clip(q, 0, None), -1).astype(np.float32)
+        if self.config.closed_days and panel.freq == "D":
+            q = self._zero_closed_days(panel, q)
+        return q
+
+    def _zero_closed_days(self, panel: Panel, q):
+        """Every quantile 0 on the days the series' location is closed every year
+        (:func:`replenish.engine.closed.closed_days`), counted in ``panel.report``."""
+        from .closed import closed_days
+        mask, info = closed_days(panel, int(q.shape[1]))
+        if not info["series_days"]:
             return q
-        gbm = self.member.predict(panel)
-        if as_tensor:
-            g = torch.as_tensor(gbm, device=q.device)
-            return torch.sort((self.tft_weight * q + (1.0 - self.tft_weight) * g).clamp_(min=0),
-                              dim=-1).values
-        q = self.tft_weight * q + (1.0 - self.tft_weight) * gbm
-        return np.sort(np.clip(q, 0, None), -1).astype(np.float32)
+        if isinstance(q, torch.Tensor):
+            q = q.masked_fill(torch.as_tensor(mask, device=q.device)[..., None], 0.0)
+        else:
+            q = np.where(mask[..., None], np.float32(0), q)
+        panel.report["closed_days_zeroed"] = panel.report.get("closed_days_zeroed", 0) + \
+            info["series_days"]
+        panel.report.setdefault("closed_days_examples", []).extend(info["dates"])
+        log.info("closed days: %d forecast periods set to zero demand (%d locations; %s)",
+                 info["series_days"], info["locations"], ", ".join(info["dates"][:5]))
+        return q
 
     @torch.no_grad()
     def _predict_tft(self, panel: Panel, calibrated: bool = True,

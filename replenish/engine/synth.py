@@ -31,6 +31,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ._easter import easter_sunday
+
 __all__ = ["synth_tables", "write_synth", "CATEGORIES", "N_LOCATIONS", "BLOCK_SERIES"]
 
 #: Number of locations; series ``g`` is at location ``g % N_LOCATIONS``.
@@ -282,7 +284,7 @@ def _calendar(seed: int, start: np.datetime64, n_days: int, freq: str) -> dict[s
 
     y0 = int(days[0].astype("datetime64[Y]").astype(np.int64)) + 1970
     years = np.arange(y0, int(days[-1].astype("datetime64[Y]").astype(np.int64)) + 1971)
-    easter = _easter(years)
+    easter = easter_sunday(years).astype("datetime64[D]")
     national = np.concatenate([_ymd(years, 1, 1), easter - 2, easter + 1, _ymd(years, 5, 1),
                                _ymd(years, 12, 25), _ymd(years, 12, 26)])
     region_doy = rng.integers(10, 355, size=(_N_REGIONS, 3))
@@ -327,21 +329,6 @@ def _calendar(seed: int, start: np.datetime64, n_days: int, freq: str) -> dict[s
     for v in cal.values():
         v.flags.writeable = False  # cached and shared by every chunk
     return {"n_days": n_days, "freq": freq, **cal}
-
-
-def _easter(years: np.ndarray) -> np.ndarray:
-    """Gregorian Easter Sunday of each year (anonymous algorithm), datetime64[D]."""
-    y = years
-    a, b, c = y % 19, y // 100, y % 100
-    d, e = b // 4, b % 4
-    g = (b - (b + 8) // 25 + 1) // 3
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = c // 4, c % 4
-    l_ = (32 + 2 * e + 2 * i - h - k) % 7
-    m = (a + 11 * h + 22 * l_) // 451
-    month = (h + l_ - 7 * m + 114) // 31
-    day = (h + l_ - 7 * m + 114) % 31 + 1
-    return _ymd(y, month, day)
 
 
 def _ymd(years: np.ndarray, month, day) -> np.ndarray:

@@ -28,7 +28,8 @@ COUNTED = ("gaps_filled", "trailing_filled", "gaps_missing", "trailing_missing",
            "negative_clipped", "missing_demand_zeroed",
            "duplicates_summed", "future_known_filled", "future_rows_unknown",
            "future_rows_outside_horizon", "echelon_missing", "protection_beyond_horizon",
-           "locations_without_recent_rows")
+           "locations_without_recent_rows", "negative_on_hand", "closed_days_zeroed",
+           "negative_on_hand_with_backorders")
 #: Report counts per column: report key -> prefix of the manifest's ``repairs`` key.
 PER_COLUMN = {"covariates_filled": "filled", "static_missing": "static_missing",
               "static_imputed": "static_imputed", "inventory_defaulted": "inventory_default",
@@ -228,6 +229,20 @@ def repair_lines(repairs: dict[str, int], reports: Iterable[dict[str, Any]] = ()
                      f"attribute get the missing category")
     for c, v in _columns(repairs, "inventory_default").items():
         lines.append(f"inventory column '{c}': {v:,} missing values set to the default")
+    if n("closed_days_zeroed"):
+        ex = sorted({e for r in reports for e in r.get("closed_days_examples", [])})
+        lines.append(f"closed days: {n('closed_days_zeroed'):,} forecasts (SKU-location-days) "
+                     f"set to zero demand, on days their location sold nothing in each of its "
+                     f"last years while open around them"
+                     + (f" ({', '.join(ex[:4])}{', ...' if len(ex) > 4 else ''})" if ex else "")
+                     + "; forecast.closed_days = false keeps the model's forecasts")
+    if n("negative_on_hand"):
+        both = n("negative_on_hand_with_backorders", 0)
+        lines.append(f"{'warning: ' if both else ''}inventory: {n('negative_on_hand'):,} "
+                     f"SKU-locations with negative on_hand, read as units owed to customers "
+                     f"(the inventory position counts them as it counts backorders)"
+                     + (f"; {both:,} of them also have backorders: if those are the same "
+                        f"units, they count twice" if both else ""))
     if n("future_rows_unknown"):
         lines.append(f"future: {n('future_rows_unknown'):,} rows for SKU-locations not in the "
                      f"history ignored")

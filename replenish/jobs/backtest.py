@@ -310,10 +310,11 @@ def _run(cl, cfg: PlanConfig, settings: BacktestSettings, out: Path, manifest: d
         futs = [cl.submit(forecast_origin_task, str(stage), s, spec_k, str(model_dir), paths[s],
                           pure=False, retries=1) for s in range(n_shards)]
         done = _gather(cl, futs, f"origin {key}: forecast")
+        shut = sum(int(d.get("closed_days_zeroed", 0)) for d in done)
         manifest["origins"][key] = {
             "done": True, "model": str(model_dir), "trained_series": info["series"],
             "fine_tuned_from": init, "train_s": round(t1 - t0, 1),
-            "forecast_s": round(time.perf_counter() - t1, 1),
+            "forecast_s": round(time.perf_counter() - t1, 1), "closed_days_zeroed": shut,
             "files": {str(d["shard"]): d["file"] for d in done if d["file"]}}
         _write_manifest(out, manifest)
         if prev_model and prev_model != cfg.init_from and Path(prev_model).parent == out / "_models":
@@ -321,7 +322,9 @@ def _run(cl, cfg: PlanConfig, settings: BacktestSettings, out: Path, manifest: d
         prev_model = str(model_dir)
         _say(f"origin {k + 1}/{n_orig} ({key}): {'fine-tuned' if init else 'trained'} on "
              f"{info['series']} series in {t1 - t0:.0f} s, forecast in "
-             f"{time.perf_counter() - t1:.0f} s")
+             f"{time.perf_counter() - t1:.0f} s"
+             + (f" ({shut:,} forecasts on days their location is closed every year set to zero)"
+                if shut else ""))
 
     # 2. policies for every day, policy and target, simulated on the actuals
     cm = settings.classical_window or max(1, 28 // step if step == 1 else 8)
