@@ -921,6 +921,15 @@ def _inventory_values(inventory: pa.Table, defaults: InventoryDefaults,
     # missing optional values, those counted in report["inventory_defaulted"] and logged),
     # after the value rules (every broken one in one error, with example ``keys`` values)
     out: dict[str, np.ndarray] = {}
+    broken_rules: list[str] = []
+    unchecked: set[str] = set()    # a required column with missing values: not checked further
+
+    def example_keys(bad: np.ndarray) -> str:
+        if keys is None:
+            return ""
+        return _examples(inventory.column(keys[0]).to_numpy(zero_copy_only=False),
+                         inventory.column(keys[1]).to_numpy(zero_copy_only=False),
+                         np.flatnonzero(bad))
     for name in INVENTORY_COLUMNS:
         if name in inventory.column_names:
             v = to_numeric(inventory.column(name), name)
@@ -933,13 +942,15 @@ def _inventory_values(inventory: pa.Table, defaults: InventoryDefaults,
                     repair_log.warning("inventory column '%s': %d missing values set to the default "
                                 "%g", name, int(nulls.sum()), fill)
             elif nulls.any():
-                raise DataError(f"inventory column '{name}': rule 'must not be missing' broken by "
-                                f"{int(nulls.sum())} rows")
+                broken_rules.append(f"inventory column '{name}': rule 'must not be missing' "
+                                    f"broken by {int(nulls.sum())} rows{example_keys(nulls)}")
+                unchecked.add(name)
             out[name] = v
         else:
             out[name] = np.full(inventory.num_rows, defaults.values[name], dtype=np.float64)
-    broken_rules = []
     for name, out_of_range, rule, infinite_ok in _INVENTORY_RULES:
+        if name in unchecked:
+            continue
         v = out[name]
         if name == "stockout_cost":   # NaN is its own default: not used
             not_number = np.zeros(len(v), bool)
@@ -957,13 +968,8 @@ def _inventory_values(inventory: pa.Table, defaults: InventoryDefaults,
             if name == "service_level" and what == rule and (v[bad] > 1).all() and \
                     (v[bad] < 100).all():
                 hint = " (a fraction: 0.95 for 95%)"
-            ex = ""
-            if keys is not None:
-                ex = _examples(inventory.column(keys[0]).to_numpy(zero_copy_only=False),
-                               inventory.column(keys[1]).to_numpy(zero_copy_only=False),
-                               np.flatnonzero(bad))
             broken_rules.append(f"inventory column '{name}': rule '{what}' broken by {nb} "
-                                f"rows{hint}{ex}")
+                                f"rows{hint}{example_keys(bad)}")
     if broken_rules:   # every broken rule at once: one fix of the file, not one per run
         raise DataError("\n".join(broken_rules))
     return out
@@ -1067,5 +1073,7 @@ def validate_inventory(inventory: pa.Table, panel: Panel, columns: ColumnMap = C
     negative = out["on_hand"] < 0   # some ERPs net backorders into on hand: read as owed units
     if report is not None and negative.any():
         report["negative_on_hand"] = int(negative.sum())
-        report["negative_on_hand_with_backorders"] = int((negative & (out["backorders"] > 0)).sum())
+        both = int((negative & (out["backorders"] > 0)).sum())
+        if both:
+            report["negative_on_hand_with_backorders"] = both
     return out

@@ -61,7 +61,8 @@ def forecast_origin_task(stage: str, shard: int, spec: dict[str, Any], model_dir
     except Exception as e:
         raise ShardError(f"shard {shard}: {type(e).__name__}: {e}") from e
     return {"shard": shard, "series": panel.n_series, "seconds": time.perf_counter() - t0,
-            "file": path, "closed_days_zeroed": int(panel.report.get("closed_days_zeroed", 0))}
+            "file": path, "closed_days_zeroed": int(panel.report.get("closed_days_zeroed", 0)),
+            "closed_days_examples": list(panel.report.get("closed_days_examples", []))}
 
 
 def _dense(panel: Panel, first: np.datetime64, periods: int) -> np.ndarray:

@@ -25,7 +25,17 @@ def _figure(w: float, h: float):
     return fig
 
 
+def _tick(v: float, _pos=None) -> str:
+    """An axis number as a planner writes it: 65,000 (not 65000 or a 1e4 multiplier), 0.25."""
+    return f"{v:,.0f}" if abs(v) >= 1000 or float(v).is_integer() else f"{v:.4g}"
+
+
 def png(fig) -> bytes:
+    from matplotlib.ticker import FuncFormatter, ScalarFormatter
+    for ax in fig.axes:        # numeric axes (not the dates) with separators, no offset text
+        for axis in (ax.xaxis, ax.yaxis):
+            if type(axis.get_major_formatter()) is ScalarFormatter:
+                axis.set_major_formatter(FuncFormatter(_tick))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
     return buf.getvalue()

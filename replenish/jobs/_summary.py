@@ -26,14 +26,16 @@ def print_summary(summary: dict[str, Any]) -> None:
     if summary.get("model"):
         line(f"  {'model':10s} {summary['model']}")
     if "orders_today" in summary:
-        value = f"value {summary['order_value']:,.2f} (currency of the unit costs)" \
+        value = f"value {summary['order_value']:,.0f} (currency of the unit costs)" \
             if summary.get("unit_cost_given", True) else \
             "value unknown: the inventory has no unit_cost (order_value counts each unit as 1)"
         line(f"  orders to place today: {summary['orders_today']:,} SKU-locations, "
              f"{summary['units_to_order']:,.0f} units of stock, {value}")
         line(f"  safety stock: {summary['safety_stock_units']:,.0f} units of stock")
     if summary.get("repairs"):   # each was said above; the counts are in the manifest
-        line(f"  data repairs: {len(summary['repairs'])} counts in the manifest's summary.repairs")
+        n = len(summary["repairs"])
+        line(f"  data repairs and adjustments: {n} kind{'s' if n != 1 else ''}, counted in the "
+             f"manifest's summary.repairs")
     if summary.get("exceptions"):
         money = "money at stake" if summary.get("unit_cost_given", True) else \
             "value at stake, in units: no unit costs"

@@ -84,7 +84,7 @@ def inventory_defaults(spec: dict[str, Any], freq: str) -> InventoryDefaults:
 
 #: Forecast settings that only change how a saved model runs (not what it is): the job's
 #: values apply to a loaded model too.
-_RUNTIME_FIELDS = ("precision", "compile", "predict_batch_size")
+_RUNTIME_FIELDS = ("precision", "compile", "predict_batch_size", "closed_days")
 
 
 def _get_model(model_dir: str, device: str = "auto", runtime: dict[str, Any] | None = None):

@@ -311,6 +311,7 @@ def _run(cl, cfg: PlanConfig, settings: BacktestSettings, out: Path, manifest: d
                           pure=False, retries=1) for s in range(n_shards)]
         done = _gather(cl, futs, f"origin {key}: forecast")
         shut = sum(int(d.get("closed_days_zeroed", 0)) for d in done)
+        shut_days = sorted({e for d in done for e in d.get("closed_days_examples", [])})
         manifest["origins"][key] = {
             "done": True, "model": str(model_dir), "trained_series": info["series"],
             "fine_tuned_from": init, "train_s": round(t1 - t0, 1),
@@ -323,7 +324,8 @@ def _run(cl, cfg: PlanConfig, settings: BacktestSettings, out: Path, manifest: d
         _say(f"origin {k + 1}/{n_orig} ({key}): {'fine-tuned' if init else 'trained'} on "
              f"{info['series']} series in {t1 - t0:.0f} s, forecast in "
              f"{time.perf_counter() - t1:.0f} s"
-             + (f" ({shut:,} forecasts on days their location is closed every year set to zero)"
+             + (f" ({shut:,} forecasts on days their location is closed every year set to "
+                f"zero: {', '.join(shut_days[:4])}{', ...' if len(shut_days) > 4 else ''})"
                 if shut else ""))
 
     # 2. policies for every day, policy and target, simulated on the actuals
@@ -511,8 +513,8 @@ def print_backtest(summary: dict[str, Any]) -> None:
     line("-" * len(head))
     for _, r in t.iterrows():
         line(f"{r.policy:10s} {r.target:6.2f} {r.cycle_service_level:9.4f} {r.fill_rate:9.4f} "
-             f"{r.avg_on_hand_units:11.1f} {r.avg_on_hand_value:12.2f} {r.stockout_periods:9.0f} "
-             f"{r.expired_units:8.0f} {r.total_cost:11.2f}")
+             f"{r.avg_on_hand_units:11,.1f} {r.avg_on_hand_value:12,.0f} {r.stockout_periods:9,.0f} "
+             f"{r.expired_units:8,.0f} {r.total_cost:11,.0f}")
     line("  (avg stock: units on hand summed over SKU-locations, averaged over periods; "
          "stock value in currency; stockouts: SKU-location periods)")
     acc = t.drop_duplicates("policy")
@@ -523,8 +525,8 @@ def print_backtest(summary: dict[str, Any]) -> None:
     if h.get("reduction") is not None:
         more_less = "less" if h["reduction"] >= 0 else "more"
         line(f"at the realised {measure.replace('_', ' ')} of the {h['target']:g} target "
-             f"({h['service']:.4f}), replenish holds {h['ours_value']:.2f} of stock value against "
-             f"{h['classical_value']:.2f} for the classical policy: "
+             f"({h['service']:.4f}), replenish holds {h['ours_value']:,.0f} of stock value against "
+             f"{h['classical_value']:,.0f} for the classical policy: "
              f"{100 * abs(h['reduction']):.1f}% {more_less}")
     else:
         line(f"equal-service comparison at the {h['target']:g} target: not available ({h.get('reason')})")

@@ -302,7 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_summary(summary)
         return 0
     except (DataError, JobError, FileNotFoundError, ValueError) as e:
-        say(f"{args.command}: error: {e}")
+        # a multi-line error (every broken rule of a file): its lines indented under the first
+        say(f"{args.command}: error: " + "\n  ".join(str(e).splitlines()))
         return 2
 
 

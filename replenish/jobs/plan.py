@@ -338,24 +338,27 @@ def _match_inventory(main: str, main_pairs, inv_pairs, examples=None) -> None:
 
     series = np.unique(main_pairs)
     inv, counts = np.unique(inv_pairs, return_counts=True)
+    broken = []                     # every key rule at once: one fix of the file, not three runs
     dup = counts > 1
     if dup.any():
-        raise DataError(f"inventory: rule 'one row per SKU-location' broken by {int(dup.sum())} "
-                        f"SKU-locations{named('inventory', inv[dup])}")
+        broken.append(f"inventory: rule 'one row per SKU-location' broken by {int(dup.sum())} "
+                      f"SKU-locations{named('inventory', inv[dup])}")
     extra = ~np.isin(inv, series, assume_unique=True)
     if extra.any():
         # none matching at all is most often ids written differently ('002' and 2, 'S1 ')
         more = "" if not extra.all() else (
             f"; no row matches: the {main}'s SKU-locations are{named(main, series[:3])}. Ids "
-            f"match as written: '002' is not 2 (a CSV file's 002 is read as the number 2: give "
-            f"such ids as text, in Parquet)")
-        raise DataError(f"inventory: rule 'every row is a SKU-location of the {main}' broken by "
-                        f"{int(extra.sum())} rows{named('inventory', inv[extra])}{more}")
+            f"match as written: 2 matches '2' but not '002' (a CSV file's 002 is read as the "
+            f"number 2: give such ids as text, in Parquet)")
+        broken.append(f"inventory: rule 'every row is a SKU-location of the {main}' broken by "
+                      f"{int(extra.sum())} rows{named('inventory', inv[extra])}{more}")
     lacking = ~np.isin(series, inv, assume_unique=True)
-    if lacking.any():
-        raise DataError(f"inventory: rule 'every SKU-location of the {main} has an inventory row' "
-                        f"broken by {int(lacking.sum())} SKU-locations"
-                        f"{named(main, series[lacking])}")
+    if lacking.any() and not extra.all():
+        broken.append(f"inventory: rule 'every SKU-location of the {main} has an inventory row' "
+                      f"broken by {int(lacking.sum())} SKU-locations"
+                      f"{named(main, series[lacking])}")
+    if broken:
+        raise DataError("\n".join(broken))
 
 
 def run_plan(cfg: PlanConfig, *, stages: tuple[str, ...] = ("train", "forecast", "optimize"),

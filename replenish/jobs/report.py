@@ -140,7 +140,8 @@ def _e(v: Any) -> str:
             return "-" if np.isnan(v) else "inf"
         if v.is_integer() or abs(v) >= 1000:   # 311, 4,586: no decimals that say nothing
             return f"{v:,.0f}"
-        return f"{v:,.3f}" if abs(v) < 10 else f"{v:,.2f}"
+        # 9.05 and 470.84 units (2 decimals), a fraction to 3 (0.987), no trailing zeros
+        return f"{v:,.{3 if abs(v) < 1 else 2}f}".rstrip("0").rstrip(".")
     if v is None:
         return "-"
     return html.escape(str(v))
@@ -435,12 +436,7 @@ class _ItemPlotter:
 
     def _facts(self, row: dict, r: dict) -> str:
         def g(v):   # 128,000 units, 12.5 units (not 1.28e+05)
-            if v is None:
-                return "-"
-            v = float(v)
-            if not np.isfinite(v) or v.is_integer() or abs(v) >= 1000:
-                return _e(v)
-            return f"{v:,.2f}".rstrip("0").rstrip(".")
+            return "-" if v is None else _e(float(v))
 
         def d(v):
             return "-" if v is None else f"{float(v):,.1f}"

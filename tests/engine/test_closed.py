@@ -190,3 +190,19 @@ def test_the_forecaster_zeroes_closed_days_and_counts_them():
     assert (f.predict(p)[shop, gf] > 0).any()
     with pytest.raises(AssertionError):
         np.testing.assert_array_equal(f.predict(p), q)
+
+
+def test_a_saved_model_takes_the_jobs_closed_days_setting(tmp_path):
+    """The plan job's closed_days applies to a model loaded with --model (a run-time setting)."""
+    from replenish.engine.forecast import ForecastConfig, TFTForecaster
+    from replenish.jobs._tasks import _get_model
+    closed = _good_fridays((2016, 2017, 2018))
+    p = _panel({"shop": _daily(0, closed)}, per_loc=2)
+    f = TFTForecaster(ForecastConfig(horizon=H, encoder_length=28, max_steps=2, val_every=2,
+                                     hidden_size=8, hidden_continuous_size=4, attention_heads=1,
+                                     ensemble=None, batch_size=16)).fit(p)
+    f.save(tmp_path / "m")
+    gf = p.end[0] + np.arange(1, H + 1) == np.datetime64("2019-04-19")
+    assert (_get_model(str(tmp_path / "m"), "cpu", {}).predict(p)[:, gf] == 0).all()
+    off = _get_model(str(tmp_path / "m"), "cpu", {"closed_days": False})
+    assert off.config.closed_days is False and (off.predict(p)[:, gf] > 0).any()

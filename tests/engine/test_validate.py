@@ -362,6 +362,15 @@ def test_inventory_names_every_broken_rule_with_keys(history):
                                    ">= 0 days' broken by 2 rows (e.g. ")
         assert repr(keys[0][0]) in lines[1] and repr(keys[2][0]) in lines[1]
         assert lines[2].startswith("inventory column 'case_pack': rule 'must be > 0' broken by 1 rows")
+    # a required column with missing values is named beside the others, not instead of them
+    gaps = inv.set_column(inv.column_names.index("on_hand"), "on_hand",
+                          pa.array([1.0, None, 2.0, 3.0]))
+    with pytest.raises(DataError) as e:
+        check_inventory_rows(gaps)
+    lines = str(e.value).splitlines()
+    assert len(lines) == 4 and lines[0].startswith(
+        f"inventory column 'on_hand': rule 'must not be missing' broken by 1 rows (e.g. "
+        f"({keys[1][0]!r}, {keys[1][1]!r}))")
 
 
 def test_negative_on_hand_is_counted_as_owed_units(history):
@@ -372,6 +381,9 @@ def test_negative_on_hand_is_counted_as_owed_units(history):
                              report=report)
     assert out["on_hand"].tolist() == [5.0, -2.0, -1.0, 0.0]   # used as given
     assert report == {"negative_on_hand": 2, "negative_on_hand_with_backorders": 1}
+    alone: dict = {}
+    validate_inventory(_inventory(p, on_hand=np.array([5.0, -2.0, 1.0, 0.0])), p, report=alone)
+    assert alone == {"negative_on_hand": 1}        # no zero count for the report's table
     from replenish.jobs._messages import merge_reports, repair_lines
     lines = repair_lines(merge_reports([report, {"negative_on_hand": 1,
                                                  "negative_on_hand_with_backorders": 0}]))

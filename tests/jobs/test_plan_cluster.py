@@ -304,6 +304,10 @@ def _inventory_variants(inv: pa.Table):
                         pa.array(np.arange(inv.num_rows) + 1000)),
          rf"broken by {inv.num_rows} rows \(e.g\. .*\); no row matches: the history's "
          rf"SKU-locations are \(e\.g\. \('.*', {loc[:2]}.*\)\)\. Ids match as written"),
+        # a duplicate and two rows of unknown SKUs: both key rules in one error
+        (pa.concat_tables([inv, inv.slice(0, 1), two]),
+         r"inventory: rule 'one row per SKU-location' broken by 1 SKU-locations .*\n"
+         r"inventory: rule 'every row is a SKU-location of the history' broken by 2 rows"),
         # two broken rules: both named in one error
         (inv.set_column(inv.column_names.index("on_order"), "on_order",
                         pa.array(np.r_[np.inf, -np.ones(inv.num_rows - 1)])),
@@ -313,7 +317,7 @@ def _inventory_variants(inv: pa.Table):
     ]
 
 
-@pytest.mark.parametrize("case", range(7))
+@pytest.mark.parametrize("case", range(8))
 def test_inventory_problems_fail_while_staging_before_training(client, data, tmp_path, case):
     inv, message = _inventory_variants(data["inventory"])[case]
     pq.write_table(inv, tmp_path / "inventory.parquet")

@@ -251,8 +251,11 @@ def _backtest(d: Path) -> Path:
 def test_report_numbers_read_as_a_planner_writes_them():
     from replenish.jobs.report import _e
     assert [_e(v) for v in (311.0, 4586.4, 128000.0, 0.95, 12.345, 250.5, float("inf"),
-                            float("nan"))] == ["311", "4,586", "128,000", "0.950", "12.35",
-                                               "250.50", "inf", "-"]
+                            float("nan"), 9.05, 0.9875, 73.0001)] == [
+        "311", "4,586", "128,000", "0.95", "12.35", "250.5", "inf", "-", "9.05", "0.988", "73"]
+    from replenish.jobs._charts import _tick
+    assert [_tick(v) for v in (65000.0, 1e10, 0.25, 10.0)] == ["65,000", "10,000,000,000",
+                                                            "0.25", "10"]
 
 
 def test_report_renders_in_a_headless_browser(runs, tmp_path):
