@@ -111,7 +111,7 @@ class ForecastConfig:
         ``[forecast.ensemble_options]``); empty: its defaults.
     closed_days : bool
         Daily data: forecast zero demand (every quantile) on the days a location was closed
-        in at least two earlier years and open in none, by date or by day of the Easter cycle
+        in the latest two earlier years that tell, by date or by day of the Easter cycle
         (:mod:`replenish.engine.closed`; counted in ``panel.report``). Chosen on the
         bakery's validation windows: on 29 of them no closed day it found had a sale, and
         on the one with Good Friday 2018 it lowered the forecast's RMSSE by 1.8% and its

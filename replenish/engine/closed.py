@@ -21,9 +21,10 @@ is either
 - *open*: the location sold something that day;
 - neither (not in the history, an unknown period, or no sales around it).
 
-A horizon day is closed when, for its date or for its day of the Easter cycle, at least
-``min_years`` earlier occurrences are closed and none is open. Its forecasts, every quantile
-of every series of the location, are then 0 units.
+A horizon day is closed when, for its date or for its day of the Easter cycle, the latest
+``min_years`` earlier occurrences that are closed or open are all closed (older years do not
+count: a shop that changed its opening days follows its new ones). Its forecasts, every
+quantile of every series of the location, are then 0 units.
 
 Pure NumPy on a :class:`~replenish.engine.panel.Panel`; the forecaster applies it
 (``ForecastConfig.closed_days``).
@@ -52,8 +53,7 @@ def closed_days(panel: Panel, horizon: int, min_years: int = 2,
     horizon : int
         Periods after each series' last period.
     min_years : int
-        Earlier years, at least, in which the location was closed that day (and none in
-        which it sold).
+        The latest earlier years, closed or open that day, that must all have been closed.
     min_open_around : int
         Of the 8 same weekdays in the 4 weeks around an earlier closed day, those on which
         the location sold.
@@ -144,7 +144,11 @@ def closed_days(panel: Panel, horizon: int, min_years: int = 2,
         row = k_loc[:, None]
         was_closed = inside & closed[row, colc]
         was_open = inside & sold[row, colc]
-        return (was_closed.sum(1) >= min_years) & ~was_open.any(1)
+        # the latest min_years years that tell (closed or open; ``occ`` runs back from the
+        # latest) were all closed: a shop that changed its opening days follows its new ones
+        tells = was_closed | was_open
+        latest = tells & (np.cumsum(tells, 1) <= min_years)
+        return (latest & was_closed).sum(1) >= min_years
 
     shut = rule(same_date) | rule(same_cycle)
     mask = shut[inv.ravel()].reshape(n, horizon)

@@ -232,8 +232,8 @@ def repair_lines(repairs: dict[str, int], reports: Iterable[dict[str, Any]] = ()
     if n("closed_days_zeroed"):
         ex = sorted({e for r in reports for e in r.get("closed_days_examples", [])})
         lines.append(f"closed days: {n('closed_days_zeroed'):,} forecasts (SKU-location-days) "
-                     f"set to zero demand, on days their location sold nothing in at least two "
-                     f"earlier years and in none sold, while open around them"
+                     f"set to zero demand, on days their location sold nothing in its latest two "
+                     f"years that tell, while open around them"
                      + (f" ({', '.join(ex[:4])}{', ...' if len(ex) > 4 else ''})" if ex else "")
                      + "; forecast.closed_days = false keeps the model's forecasts")
     if n("negative_on_hand"):

@@ -99,9 +99,9 @@ def _loop_reference(panel: Panel, horizon: int, min_years=2, min_open_around=7,
             if -49 <= e <= 63:
                 rules.append([np.datetime64(easter(day.year - b) + dt.timedelta(days=e))
                               for b in range(1, 6)])
-            for occ in rules:
-                ev = [evidence(loc, o) for o in occ]
-                if ev.count("closed") >= min_years and "open" not in ev:
+            for occ in rules:                            # latest year first
+                ev = [e for e in (evidence(loc, o) for o in occ) if e is not None]
+                if len(ev) >= min_years and all(e == "closed" for e in ev[:min_years]):
                     out[i, h] = True
     return out
 
@@ -142,13 +142,17 @@ def test_christmas_and_good_friday_against_a_loop():
     assert info == {"series_days": 6, "locations": 2, "dates": [str(gf)]}
 
 
-def test_one_year_or_an_open_year_is_not_enough():
+def test_one_year_or_an_open_year_is_not_enough_but_a_change_of_policy_is_followed():
     one = _good_fridays((2018,))
     open_once = _good_fridays((2016, 2018))       # 2017's Good Friday sold
     p = _panel({"one": _daily(0, one), "open_once": _daily(1, open_once)})
     mask, info = closed_days(p, H)
     assert not mask.any() and info["series_days"] == 0
     np.testing.assert_array_equal(mask, _loop_reference(p, H))
+    changed = _panel({"changed": _daily(2, _good_fridays((2017, 2018)))})   # open in 2016 only
+    mask = closed_days(changed, H)[0]
+    assert mask.sum() == 3 and mask.any(0).sum() == 1
+    np.testing.assert_array_equal(mask, _loop_reference(changed, H))
 
 
 def test_unknown_days_are_no_evidence_and_weekly_data_has_none():
