@@ -875,24 +875,24 @@ def _future_known(panel: Panel, future: pa.Table, columns: ColumnMap,
     return out
 
 
-#: (column, broken range, rule, infinite allowed): a value that is NaN, or infinite where
-#: that is not allowed, breaks the rule 'must be a finite number' instead of the range
+#: (column, broken range, rule, values allowed beyond the finite numbers): NaN, or inf where
+#: it is not allowed, breaks the rule 'must be a finite number' instead of the range
 _INVENTORY_RULES = [
-    ("on_hand", None, "", False),
-    ("on_order", lambda a: a < 0, "must be >= 0", False),
-    ("backorders", lambda a: a < 0, "must be >= 0", False),
-    ("lead_time_days", lambda a: a < 0, "lead time must be >= 0 days", False),
-    ("lead_time_std_days", lambda a: a < 0, "must be >= 0 days", False),
-    ("review_period_days", lambda a: a < 0, "must be >= 0 days", False),
-    ("unit_cost", lambda a: a < 0, "must be >= 0", False),
-    ("holding_cost_rate", lambda a: a < 0, "must be >= 0", False),
-    ("service_level", lambda a: ~((a > 0) & (a < 1)), "service level must be in (0, 1)", False),
-    ("stockout_cost", lambda a: a < 0, "must be >= 0 (or missing)", True),
-    ("order_cost", lambda a: a < 0, "must be >= 0", False),
-    ("moq", lambda a: a < 0, "must be >= 0", False),
-    ("case_pack", lambda a: a <= 0, "must be > 0", False),
-    ("max_order", lambda a: a < 0, "must be >= 0", True),
-    ("shelf_life_days", lambda a: a < 1, "must be >= 1 day (inf: no expiry)", True),
+    ("on_hand", None, "", ()),
+    ("on_order", lambda a: a < 0, "must be >= 0", ()),
+    ("backorders", lambda a: a < 0, "must be >= 0", ()),
+    ("lead_time_days", lambda a: a < 0, "lead time must be >= 0 days", ()),
+    ("lead_time_std_days", lambda a: a < 0, "must be >= 0 days", ()),
+    ("review_period_days", lambda a: a < 0, "must be >= 0 days", ()),
+    ("unit_cost", lambda a: a < 0, "must be >= 0", ()),
+    ("holding_cost_rate", lambda a: a < 0, "must be >= 0", ()),
+    ("service_level", lambda a: ~((a > 0) & (a < 1)), "service level must be in (0, 1)", ()),
+    ("stockout_cost", lambda a: a < 0, "must be >= 0 (or missing)", ("nan", "inf")),  # NaN: unused
+    ("order_cost", lambda a: a < 0, "must be >= 0", ()),
+    ("moq", lambda a: a < 0, "must be >= 0", ()),
+    ("case_pack", lambda a: a <= 0, "must be > 0", ()),
+    ("max_order", lambda a: a < 0, "must be >= 0", ("inf",)),
+    ("shelf_life_days", lambda a: a < 1, "must be >= 1 day (inf: no expiry)", ("inf",)),
 ]
 
 
@@ -948,14 +948,11 @@ def _inventory_values(inventory: pa.Table, defaults: InventoryDefaults,
             out[name] = v
         else:
             out[name] = np.full(inventory.num_rows, defaults.values[name], dtype=np.float64)
-    for name, out_of_range, rule, infinite_ok in _INVENTORY_RULES:
+    for name, out_of_range, rule, allowed in _INVENTORY_RULES:
         if name in unchecked:
             continue
         v = out[name]
-        if name == "stockout_cost":   # NaN is its own default: not used
-            not_number = np.zeros(len(v), bool)
-        else:
-            not_number = np.isnan(v) | (np.isinf(v) & (not infinite_ok))
+        not_number = (np.isnan(v) & ("nan" not in allowed)) | (np.isinf(v) & ("inf" not in allowed))
         outside = np.zeros(len(v), bool)
         if out_of_range is not None:
             with np.errstate(invalid="ignore"):
