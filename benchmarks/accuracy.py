@@ -22,8 +22,8 @@ each series' in-sample history (M5); unknown periods are neither in the scales n
 Contenders, in one run, each for every seed:
 
 * ours: what ``replenish plan`` trains with its defaults (``ForecastConfig`` with the
-  period's horizon and encoder length, ``FREQ_DEFAULTS``): the TFT and its LightGBM
-  ensemble member, blended with the weight fitted on the held-out last horizon of the
+  period's horizon, encoder length and, for daily data, training steps, ``FREQ_DEFAULTS``):
+  the TFT and its LightGBM ensemble member, blended with the weight fitted on the held-out last horizon of the
   training history; its two members alone are reported too (same run);
 * the peer: a global LightGBM quantile model, M5-winner style (``lgbm_peer.py``: lags,
   rolling statistics, calendar, covariates with leads, lags and relative values, store
@@ -110,8 +110,8 @@ def score(name, history, actual, q, levels, seconds, spl_levels) -> dict:
 def run_ours(history, quick: bool, seed: int, overrides: dict | None = None):
     """The plan job's model with its defaults: (blend, TFT alone, member alone, fit s, info)."""
     from replenish.engine.forecast import ForecastConfig, TFTForecaster
-    from replenish.engine.panel import FREQ_DEFAULTS
-    settings = {**FREQ_DEFAULTS[history.freq], **(overrides or {}), "seed": seed}  # as _train
+    from replenish.jobs._tasks import model_settings
+    settings = {**model_settings(history.freq, overrides or {}), "seed": seed}  # as the plan job
     if quick:
         settings.update(max_steps=60, val_every=30)
     t, c = time.perf_counter(), time.process_time()

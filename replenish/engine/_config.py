@@ -63,7 +63,8 @@ class ForecastConfig:
     target_transform : {None, "log1p", "softplus", "relu"}
         Transformation inside the per-window EncoderNormalizer.
     learning_rate, batch_size, max_steps
-        Adam learning rate (cosine decay to 10%), windows per step, steps.
+        Adam learning rate (cosine decay to 10%), windows per step, steps. The plan job trains
+        daily data for 1,400 steps where its config sets none (``panel.FREQ_DEFAULTS``).
     time_budget_s : float or None
         Training wall-clock limit, seconds (stopping on it is not reproducible).
     val_every, patience

@@ -62,6 +62,13 @@ def load_shard_panel(stage: str, shard: int, spec: dict[str, Any]) -> Panel | No
     return panel
 
 
+def model_settings(freq: str, forecast: dict[str, Any]) -> dict[str, Any]:
+    """The forecaster's settings for data of frequency ``freq`` ("D" or "W"): the config's
+    ``[forecast]`` over the frequency's defaults (``FREQ_DEFAULTS``: daily 28 days ahead, 112
+    back, 1,400 training steps; weekly 12 weeks ahead, 52 back, ``ForecastConfig``'s 700)."""
+    return {**FREQ_DEFAULTS[freq], **forecast}
+
+
 def _feed_rules(spec: dict[str, Any]) -> dict[str, Any]:
     """build_panel's arguments for the job-wide choices (``jobs._profile``): static numbers
     and their imputation, gap rules and flags."""
@@ -160,8 +167,7 @@ def _train(stage: str, shards: list[int], spec: dict[str, Any], model_dir: str,
     if panel.n_series > max_series:
         rng = np.random.default_rng(spec.get("seed", 0))
         panel = panel.take(np.sort(rng.choice(panel.n_series, max_series, replace=False)))
-    settings = {**FREQ_DEFAULTS[panel.freq], **spec["forecast"]}  # weekly data: 12 ahead, 52 back
-    model = TFTForecaster(ForecastConfig(**settings))
+    model = TFTForecaster(ForecastConfig(**model_settings(panel.freq, spec["forecast"])))
     from ._progress import training_reporter
     model.fit(panel, init_from=init_from, progress=training_reporter())
     try:   # for the report; a failure here must not fail the training

@@ -82,7 +82,9 @@ class BacktestSettings:
     retrain : bool
         Train from scratch at every origin instead of fine-tuning the previous model.
     finetune_steps : int, optional
-        Training steps of a fine-tune (default: a quarter of ``max_steps``, at least 100).
+        Training steps of a fine-tune (default: a quarter of the config's ``max_steps``, at
+        least 100; 175 when the config sets none, also for daily data, whose first origin
+        trains 1,400 steps from scratch).
     classical : {"ma", "seasonal", "ets"}
         The classical forecast: moving average, seasonal moving average (same weekday
         of the last weeks, for daily data; same week of the last years for weekly data), or
