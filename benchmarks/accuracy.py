@@ -23,8 +23,8 @@ Contenders, in one run, each for every seed:
 
 * ours: what ``replenish plan`` trains with its defaults (``ForecastConfig`` with the
   period's horizon, encoder length and, for daily data, training steps, ``FREQ_DEFAULTS``):
-  the TFT and its LightGBM ensemble member, blended with the weight fitted on the held-out last horizon of the
-  training history; its two members alone are reported too (same run);
+  the TFT and its LightGBM ensemble member, blended with the weight fitted on the held-out
+  last horizon of the training history; its two members alone are reported too (same run);
 * the peer: a global LightGBM quantile model, M5-winner style (``lgbm_peer.py``: lags,
   rolling statistics, calendar, covariates with leads, lags and relative values, store
   attributes; one model per level; its own fixed settings);

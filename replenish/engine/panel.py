@@ -23,8 +23,9 @@ FREQ_STEP_DAYS = {"D": 1, "W": 7}
 #: length (periods; four weeks ahead and sixteen back for daily data, a quarter ahead and a year
 #: back for weekly data) and, for daily data, twice the TFT's training steps (1,400): on the
 #: bakery's daily validation windows the TFT's validation loss was still falling at 700 steps
-#: (its best at the last validation in every run), and 1,400 lowered the plan model's RMSSE by
-#: 0.7-3.4% on each of four runs (benchmarks/RESULTS.md); on weekly data it mostly stops early before 700.
+#: (its best at the last validation in every run), and 1,400 lowered the plan model's RMSSE
+#: by 0.7-3.4% on each of four runs (benchmarks/RESULTS.md); on weekly data it mostly stops
+#: early before 700.
 FREQ_DEFAULTS = {"D": {"horizon": 28, "encoder_length": 112, "max_steps": 1400},
                  "W": {"horizon": 12, "encoder_length": 52}}
 

@@ -18,7 +18,8 @@ __all__ = ["run_demo"]
 #: 3 minutes less on the bakery), and its TFT's learning-rate schedule spans the weekly
 #: default of 700 steps (the budget stops it near 300; daily data's 1,400 would leave its
 #: learning rate near the start's there).
-DEMO_FORECAST = {"time_budget_s": 150.0, "max_steps": 700, "ensemble_options": {"max_rows": 200_000}}
+DEMO_FORECAST = {"time_budget_s": 150.0, "max_steps": 700,
+                 "ensemble_options": {"max_rows": 200_000}}
 
 
 def _day(t):
