@@ -173,6 +173,12 @@ def _columns(repairs: dict[str, int], prefix: str) -> dict[str, int]:
     return {k.split(":", 1)[1]: v for k, v in repairs.items() if k.startswith(prefix + ":")}
 
 
+def first_dates(dates: Iterable[str], n: int = 4) -> str:
+    """The distinct dates, sorted, the first ``n`` of them: "2019-04-19, 2019-04-21, ..."."""
+    d = sorted(set(dates))
+    return ", ".join(d[:n]) + (", ..." if len(d) > n else "")
+
+
 def repair_lines(repairs: dict[str, int], reports: Iterable[dict[str, Any]] = (),
                  rules: dict[str, str] | None = None) -> list[str]:
     """One line per repair of the job, with its total (``repairs`` as :func:`merge_reports`
@@ -230,11 +236,11 @@ def repair_lines(repairs: dict[str, int], reports: Iterable[dict[str, Any]] = ()
     for c, v in _columns(repairs, "inventory_default").items():
         lines.append(f"inventory column '{c}': {v:,} missing values set to the default")
     if n("closed_days_zeroed"):
-        ex = sorted({e for r in reports for e in r.get("closed_days_examples", [])})
+        ex = [e for r in reports for e in r.get("closed_days_examples", [])]
         lines.append(f"closed days: {n('closed_days_zeroed'):,} forecasts (SKU-location-days) "
                      f"set to zero demand, on days their location sold nothing in its latest two "
                      f"years that tell, while open around them"
-                     + (f" ({', '.join(ex[:4])}{', ...' if len(ex) > 4 else ''})" if ex else "")
+                     + (f" ({first_dates(ex)})" if ex else "")
                      + "; forecast.closed_days = false keeps the model's forecasts")
     if n("negative_on_hand"):
         both = n("negative_on_hand_with_backorders", 0)

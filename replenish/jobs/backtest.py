@@ -49,6 +49,7 @@ from ..engine.contract import DataError
 from ..engine.io import write_parquet_atomic
 from ..engine.panel import FREQ_DEFAULTS, FREQ_STEP_DAYS
 from . import _progress
+from ._messages import first_dates
 from ._backtest_tasks import POLICIES, forecast_origin_task, shard_freq, simulate_shard_task
 from ._tasks import train_task
 from .config import PlanConfig
@@ -313,7 +314,7 @@ def _run(cl, cfg: PlanConfig, settings: BacktestSettings, out: Path, manifest: d
                           pure=False, retries=1) for s in range(n_shards)]
         done = _gather(cl, futs, f"origin {key}: forecast")
         shut = sum(int(d.get("closed_days_zeroed", 0)) for d in done)
-        shut_days = sorted({e for d in done for e in d.get("closed_days_examples", [])})
+        shut_days = [e for d in done for e in d.get("closed_days_examples", [])]
         manifest["origins"][key] = {
             "done": True, "model": str(model_dir), "trained_series": info["series"],
             "fine_tuned_from": init, "train_s": round(t1 - t0, 1),
@@ -327,7 +328,7 @@ def _run(cl, cfg: PlanConfig, settings: BacktestSettings, out: Path, manifest: d
              f"{info['series']} series in {t1 - t0:.0f} s, forecast in "
              f"{time.perf_counter() - t1:.0f} s"
              + (f" ({shut:,} forecasts on days their location is closed every year set to "
-                f"zero: {', '.join(shut_days[:4])}{', ...' if len(shut_days) > 4 else ''})"
+                f"zero: {first_dates(shut_days)})"
                 if shut else ""))
 
     # 2. policies for every day, policy and target, simulated on the actuals

@@ -77,3 +77,13 @@ def test_a_missing_run_folder_is_named_once_as_missing(tmp_path, capsys, command
     err = capsys.readouterr().err
     assert f"[replenish] {command}: error: {missing} does not exist" in err
     assert f"{command}: error: {command}:" not in err
+
+
+def test_closed_days_line_names_the_distinct_dates_of_every_shard():
+    reports = [{"closed_days_examples": ["2019-04-22", "2019-04-19"]},
+               {"closed_days_examples": ["2019-04-19", "2019-12-25", "2019-12-26", "2019-04-21"]}]
+    line = [x for x in repair_lines({"closed_days_zeroed": 1234}, reports) if "closed days" in x]
+    assert len(line) == 1 and line[0].startswith("closed days: 1,234 forecasts")
+    assert "(2019-04-19, 2019-04-21, 2019-04-22, 2019-12-25, ...)" in line[0]
+    few = repair_lines({"closed_days_zeroed": 3}, [{"closed_days_examples": ["2019-04-19"]}])
+    assert any("(2019-04-19);" in x for x in few)
